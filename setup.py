@@ -1,0 +1,29 @@
+"""AggregaThor for TensorFlow 2: Byzantine-resilient distributed training as a tf.distribute plugin."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="aggregathor",
+    version="0.1.0",
+    description="Byzantine-resilient distributed training for TensorFlow 2 (tf.distribute plugin)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["aggregathor", "aggregathor.*", "strategies", "strategies.*",
+                                    "experiments", "experiments.*"]),
+    py_modules=["runner"],
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow-cpu==2.21.*; platform_machine=='x86_64' or platform_machine=='AMD64'",
+        "tensorflow==2.21.*; platform_machine!='x86_64' and platform_machine!='AMD64'",
+        "keras>=3.15,<4",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+        "tensorboard>=2.21",
+        "scikit-learn>=1.5",
+    ],
+    extras_require={
+        "tfds": ["tensorflow-datasets>=4.9"],
+        "test": ["pytest>=8", "tensorflow-datasets>=4.9"],
+    },
+    entry_points={"console_scripts": ["aggregathor-runner=runner:run"]},
+)
