@@ -141,3 +141,22 @@ def mean_of_closest_sorted(sorted_gradients: tf.Tensor, center: tf.Tensor, k: in
   rows = tf.range(n, dtype=tf.int32)[:, None]
   in_window = tf.logical_and(rows >= start, rows < start + k)
   return tf.reduce_sum(tf.where(in_window, sorted_gradients, tf.zeros_like(sorted_gradients)), axis=0) / k
+
+
+def row_norms(gradients: tf.Tensor) -> tf.Tensor:
+  """(n,) L2 norms of the rows, without spurious overflow; +inf for a row holding a non-finite value.
+
+  The plain sqrt(sum(x²)) overflows to +inf once |x| passes about sqrt(max) (1e19
+  in float32), which a Byzantine row easily does. Only when that happens are the
+  norms recomputed with each row scaled by its largest magnitude, so the common
+  case stays one pass.
+  """
+  squares = tf.reduce_sum(tf.square(gradients), axis=1)
+
+  def rescaled() -> tf.Tensor:
+    largest = tf.reduce_max(tf.abs(gradients), axis=1)
+    scale = tf.where(largest > 0, largest, tf.ones_like(largest))
+    norms = scale * tf.sqrt(tf.reduce_sum(tf.square(gradients / scale[:, None]), axis=1))
+    return finite_or_inf(tf.where(tf.math.is_finite(largest), norms, tf.constant(np.inf, norms.dtype)))
+
+  return tf.cond(tf.reduce_all(tf.math.is_finite(squares)), lambda: tf.sqrt(squares), rescaled)

@@ -1,0 +1,32 @@
+"""Averaged median (MeaMed)."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from aggregathor import gars, ops
+
+
+@gars.register
+class AveragedMedian(gars.Rule):
+  """Per coordinate, the mean of the n-f values closest to the median (MeaMed).
+
+  Xie, Koyejo, Gupta, "Generalized Byzantine-tolerant SGD", arXiv:1802.10116,
+  2018. The median is the coordinate-wise one (the mean of the two middle
+  values when n is even). Needs n >= 2f + 1. NaN and ±inf sort past every
+  finite value: with at most f of them per coordinate the median is finite and
+  they are farther from it than any n-f finite values, so the output stays finite.
+  """
+
+  name = "averaged-median"
+  reference = "Xie, Koyejo, Gupta, arXiv:1802.10116, 2018 (MeaMed)"
+
+  def _check(self, n: int, f: int) -> None:
+    if n < 2 * f + 1:
+      raise ValueError(f"averaged-median needs n >= 2f+1, got n={n}, f={f}")
+
+  def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:
+    n = gradients.shape[0]
+    sorted_gradients = ops.sort_coordinates(gradients)  # one sort, for the median and the window
+    median = ops.median_of_sorted(sorted_gradients)
+    return ops.mean_of_closest_sorted(sorted_gradients, median, n - f)

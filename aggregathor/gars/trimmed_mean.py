@@ -1,0 +1,35 @@
+"""Coordinate-wise trimmed mean."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from aggregathor import gars, ops
+
+
+def trimmed_mean_of_sorted(sorted_gradients: tf.Tensor, b: int) -> tf.Tensor:
+  """Per coordinate, the mean of column-sorted rows without the b smallest and b largest."""
+  n = sorted_gradients.shape[0]
+  return tf.reduce_mean(sorted_gradients[b:n - b], axis=0)
+
+
+@gars.register
+class TrimmedMean(gars.Rule):
+  """Per coordinate, drops the f largest and the f smallest values and averages the n-2f others.
+
+  Yin, Chen, Ramchandran, Bartlett, "Byzantine-Robust Distributed Learning:
+  Towards Optimal Statistical Rates", ICML 2018 (the β-trimmed mean, with
+  β = f/n). Needs n >= 2f + 1. NaN and ±inf sort past every finite value, so
+  up to f of them per coordinate are among the dropped ones and the output
+  stays finite.
+  """
+
+  name = "trimmed-mean"
+  reference = "Yin et al., ICML 2018, arXiv:1803.01498"
+
+  def _check(self, n: int, f: int) -> None:
+    if n < 2 * f + 1:
+      raise ValueError(f"trimmed-mean needs n >= 2f+1, got n={n}, f={f}")
+
+  def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:
+    return trimmed_mean_of_sorted(ops.sort_coordinates(gradients), f)
