@@ -1,0 +1,72 @@
+"""Bulyan."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from aggregathor import gars, ops
+from aggregathor.gars.krum import krum_upper_bound
+
+
+@gars.register
+class Bulyan(gars.Rule):
+  """Bulyan: theta successive Krum selections, then a coordinate-wise trimmed median.
+
+  El Mhamdi, Guerraoui, Rouault, "The Hidden Vulnerability of Distributed
+  Learning in Byzantium", ICML 2018. Krum (Blanchard et al., NeurIPS 2017) picks
+  theta = n-2f gradients one at a time, each pick leaving the pool; on a pool of
+  p gradients a score sums the squared distances to the p-f-2 closest others
+  (none once p-f-2 <= 0). Then, per coordinate, the output is the mean of the
+  beta = theta-2f selected values closest to their median. Needs n >= 4f + 3.
+  A gradient with a non-finite coordinate is at +inf from all, so it is picked
+  only after every finite-score gradient. Tied Krum scores, which always occur
+  in the last picks when f <= 2 (p-f-2 is then 1 or 0), go to the gradient with
+  the smaller sum of squared distances to the whole pool, so that the output
+  does not depend on the order of the workers.
+  """
+
+  name = "bulyan"
+  reference = "El Mhamdi et al., ICML 2018"
+  selects = True
+
+  def _check(self, n: int, f: int) -> None:
+    if n < 4 * f + 3:
+      raise ValueError(f"bulyan needs n >= 4f+3, got n={n}, f={f}")
+
+  def upper_bound(self, n: int, f: int, d: int) -> float | None:
+    # The Krum bound on the initial pool, as in AggregaThor.
+    del d
+    return krum_upper_bound(n, f)
+
+  def _aggregate_and_select(self, gradients: tf.Tensor, f: int) -> tuple[tf.Tensor, tf.Tensor]:
+    n = gradients.shape[0]
+    dtype = gradients.dtype
+    theta = n - 2 * f
+    inf = tf.constant(np.inf, dtype)
+    # One Gram product for all selections; a removed gradient's column is masked out. Taking the
+    # elementwise minimum with the transpose makes the matrix exactly symmetric, so that tied scores
+    # (below) compare equal whatever the round-off of the product.
+    distances = ops.pairwise_squared_distances(gradients)
+    distances = tf.minimum(distances, tf.transpose(distances))
+    off_diagonal = tf.linalg.set_diag(distances, tf.fill([n], inf))
+    workers = tf.range(n, dtype=tf.int32)
+    removed = tf.zeros([n], tf.bool)
+    picks = []
+    for pool in range(n, n - theta, -1):  # unrolled over the theta selections, not over coordinates
+      scores = ops.sum_of_smallest(tf.where(removed[None, :], inf, off_diagonal), pool - f - 2)
+      # Removed gradients rank past every remaining one, even one whose score is +inf.
+      keys = tf.where(removed, inf, tf.minimum(scores, dtype.max))
+      # Ties are structural in the last picks when f <= 2: with one neighbour the closest pair tie,
+      # with none all do. The smaller total squared distance to the pool breaks them, so that the
+      # choice does not depend on the workers' order (the lower index only breaks exact ties of both).
+      totals = tf.reduce_sum(tf.where(removed[None, :], tf.zeros_like(distances), distances), axis=1)
+      tied = tf.equal(keys, tf.reduce_min(keys))
+      pick = tf.argmin(tf.where(tied, tf.minimum(totals, dtype.max), inf), output_type=tf.int32)
+      picks.append(pick)
+      removed = tf.logical_or(removed, tf.equal(workers, pick))
+    picks = tf.stack(picks)
+    sorted_selection = ops.sort_coordinates(tf.gather(gradients, picks))
+    median = ops.median_of_sorted(sorted_selection)
+    aggregated = ops.mean_of_closest_sorted(sorted_selection, median, theta - 2 * f)
+    return aggregated, ops.selection_mask(picks, n, dtype)
