@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from aggregathor import attacks
@@ -43,7 +44,7 @@ class PartialDrop(attacks.Attack):
     probability = _common.check_number(self.name, "probability", probability, minimum=0)
     if probability > 1:
       raise ValueError(f"attack {self.name} needs 0 <= probability <= 1, got probability={probability:g}")
-    if isinstance(fill, bool) or not isinstance(fill, (int, float)):
+    if isinstance(fill, bool) or not isinstance(fill, (int, float, np.integer, np.floating)):
       raise ValueError(f"attack {self.name} expects fill as a number (NaN and ±inf allowed), got {fill!r}")
     _common.check_choice(self.name, "source", source, SOURCES)
     _common.check_seed(self.name, seed)
