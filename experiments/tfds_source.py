@@ -87,7 +87,17 @@ def load(tfds_name: str, data_dir: str | os.PathLike | None, download_url: str,
           f"tensorflow-datasets dataset {tfds_name!r} is not prepared in the data directory {root} "
           f"(looked for {builder.data_dir}) and cannot be downloaded: {download_url} is unreachable "
           f"(no network?). Ways out: " + "; or ".join(ways_out))
-    builder.download_and_prepare()
+    try:
+      builder.download_and_prepare()
+    except ModuleNotFoundError as error:
+      if error.name != "importlib_resources":
+        raise
+      # tensorflow-datasets uses it on every Python but declares it only below 3.9
+      # (https://github.com/tensorflow/datasets/issues/11212).
+      raise DataUnavailableError(
+          f"tensorflow-datasets cannot prepare {tfds_name!r}: it needs the package importlib_resources, which "
+          f"it fails to declare (tensorflow/datasets#11212); install it with `pip install importlib_resources`"
+      ) from error
   arrays = []
   for split in ("train", "test"):
     x, y = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1, as_supervised=True))
