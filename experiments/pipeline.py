@@ -109,7 +109,9 @@ def train_dataset(data: Data, nb_workers: int, batch_size: int, alpha: float | N
       raise ValueError(f"train_dataset: flipped_workers must be worker indices in [0, {nb_workers}), got {worker!r}")
     flipped.add(int(worker))
   shares = split_workers(data.y_train, nb_workers, alpha, seed)
-  images = tf.constant(data.x_train)  # one copy, shared by the workers' pipelines
+  # One copy, shared by the workers' pipelines, kept in host memory where tf.data runs (not on a GPU).
+  with tf.device("/cpu:0"):
+    images = tf.constant(data.x_train)
 
   def gather(indices: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.gather(images, indices), labels

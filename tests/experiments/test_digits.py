@@ -1,5 +1,7 @@
 """The embedded default experiment: scikit-learn's 8x8 digits, no network, no files."""
 
+from __future__ import annotations
+
 import keras
 import numpy as np
 import pytest

@@ -1,5 +1,7 @@
 """IDX reader: real MNIST / Fashion-MNIST files, raw and gzip, and the errors on bad files."""
 
+from __future__ import annotations
+
 import gzip
 import hashlib
 import pathlib

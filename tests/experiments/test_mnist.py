@@ -1,5 +1,7 @@
 """MNIST and Fashion-MNIST experiments: real IDX files, and tfds failing fast offline."""
 
+from __future__ import annotations
+
 import time
 
 import numpy as np

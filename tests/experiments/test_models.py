@@ -1,5 +1,7 @@
 """Model architectures: output shapes on their datasets' inputs, sizes, and input checks."""
 
+from __future__ import annotations
+
 import keras
 import numpy as np
 import pytest

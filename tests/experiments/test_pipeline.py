@@ -1,5 +1,7 @@
 """Worker splits, label flipping and the tf.data pipelines."""
 
+from __future__ import annotations
+
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,5 +1,7 @@
 """The experiment registry and the key:value argument typing."""
 
+from __future__ import annotations
+
 import math
 
 import keras

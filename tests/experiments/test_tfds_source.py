@@ -1,5 +1,7 @@
 """tensorflow-datasets loading: the reachability check, and reading an already prepared dataset offline."""
 
+from __future__ import annotations
+
 import importlib.resources
 import importlib.util
 import socket
