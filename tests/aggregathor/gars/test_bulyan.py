@@ -1,0 +1,91 @@
+"""Tests of the `bulyan` rule."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aggregathor import gars
+
+
+def rule() -> gars.Rule:
+  return gars.get("bulyan")
+
+
+# n = 7, f = 1: theta = 5 Krum picks, then per coordinate the mean of beta = 3 values closest to the median.
+POINTS = np.array([[8., 4.], [4., 4.], [5., 0.], [9., 2.], [7., 0.], [4., 5.], [4., 6.]])
+# Squared distances:
+#        0   1   2   3   4   5   6
+#   0 [  0  16  25   5  17  17  20]
+#   1 [ 16   0  17  29  25   1   4]
+#   2 [ 25  17   0  20   4  26  37]
+#   3 [  5  29  20   0   8  34  41]
+#   4 [ 17  25   4   8   0  34  45]
+#   5 [ 17   1  26  34  34   0   1]
+#   6 [ 20   4  37  41  45   1   0]
+# Pool of 7, 4 neighbours: 0: 5+16+17+17=55, 1: 1+4+16+17=38, 2: 4+17+20+25=66, 3: 5+8+20+29=62,
+#   4: 4+8+17+25=54, 5: 1+1+17+26=45, 6: 1+4+20+37=62                     -> pick 1.
+# Pool {0,2,3,4,5,6}, 3 neighbours: 0: 5+17+17=39, 2: 4+20+25=49, 3: 5+8+20=33, 4: 4+8+17=29,
+#   5: 1+17+26=44, 6: 1+20+37=58                                          -> pick 4.
+# Pool {0,2,3,5,6}, 2 neighbours: 0: 5+17=22, 2: 20+25=45, 3: 5+20=25, 5: 1+17=18, 6: 1+20=21 -> pick 5.
+# Pool {0,2,3,6}, 1 neighbour: 0: 5, 2: 20, 3: 5, 6: 20; 0 and 3 tie, broken by the sum of squared
+#   distances to the pool: 0: 25+5+20=50, 3: 20+5+41=66                   -> pick 0.
+# Pool {2,3,6}, 0 neighbours: all 0; sums 2: 20+37=57, 3: 20+41=61, 6: 37+41=78 -> pick 2.
+# Selected rows 1, 4, 5, 0, 2: column 0 = 4, 7, 4, 8, 5 (median 5; closest 5, 4, 4 -> 13/3);
+# column 1 = 4, 0, 5, 4, 0 (median 4; closest 4, 4, 5 -> 13/3).
+# (Scoring every pool with a fixed n-f-2 = 4 neighbours would select rows 0, 1, 2, 3, 5; taking the
+# 5 lowest first-round scores without removal would select rows 0, 1, 3, 4, 5.)
+EXPECTED = [13 / 3, 13 / 3]
+EXPECTED_MASK = [1, 1, 1, 0, 1, 1, 0]
+
+
+def test_hand_computed():
+  out, mask = rule().aggregate_and_select(POINTS, f=1)
+  np.testing.assert_allclose(out.numpy(), EXPECTED)
+  np.testing.assert_array_equal(mask.numpy(), EXPECTED_MASK)
+
+
+def test_hand_computed_is_order_independent():
+  # The last two picks tie on the Krum score; the tie-break must not depend on row order.
+  for seed in range(5):
+    order = np.random.default_rng(seed).permutation(7)
+    out, mask = rule().aggregate_and_select(POINTS[order], f=1)
+    np.testing.assert_allclose(out.numpy(), EXPECTED)
+    np.testing.assert_array_equal(mask.numpy(), np.array(EXPECTED_MASK)[order])
+
+
+def test_no_byzantine_is_the_mean():
+  # f = 0: theta = n picks (everything), beta = n values per coordinate.
+  x = np.array([[1., -3.], [2., 0.], [6., 9.]])
+  np.testing.assert_allclose(rule().aggregate(x, f=0).numpy(), [3., 2.])
+
+
+def test_nan_row_is_never_picked():
+  x = POINTS.copy()
+  x[1] = [np.nan, 0.]
+  out, mask = rule().aggregate_and_select(x, f=1)
+  assert np.all(np.isfinite(out.numpy()))
+  assert mask.numpy()[1] == 0 and mask.numpy().sum() == 5
+
+
+def test_check_boundary():
+  rule().check(n=7, f=1)
+  rule().check(n=11, f=2)
+  with pytest.raises(ValueError, match=re.escape("bulyan needs n >= 4f+3, got n=6, f=1")):
+    rule().check(n=6, f=1)
+  with pytest.raises(ValueError, match=re.escape("bulyan needs n >= 4f+3, got n=10, f=2")):
+    rule().aggregate(np.ones((10, 2)), f=2)
+
+
+def test_upper_bound():
+  assert rule().upper_bound(n=7, f=1, d=2) == pytest.approx(1 / math.sqrt(18))
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_compiles_in_tf_function(jit_compile):
+  compiled = tf.function(lambda g: rule().aggregate(g, f=1), jit_compile=jit_compile)
+  np.testing.assert_allclose(compiled(tf.constant(POINTS, tf.float32)).numpy(), EXPECTED, rtol=1e-6)
