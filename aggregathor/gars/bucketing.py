@@ -52,7 +52,8 @@ class Bucketing(gars.PreAggregation):
     if seed is None:
       keys = tf.random.uniform([n])
     else:
-      keys = tf.random.stateless_uniform([n], seed=tf.constant([int(seed), 0], tf.int64))
+      # Philox named explicitly: "auto_select" picks another algorithm under XLA, hence another permutation.
+      keys = tf.random.stateless_uniform([n], seed=tf.constant([int(seed), 0], tf.int64), alg="philox")
     shuffled = tf.gather(gradients, tf.argsort(keys))
     full = n // s
     buckets = [tf.reduce_mean(tf.reshape(shuffled[:full * s], [full, s, d]), axis=1)] if full else []
