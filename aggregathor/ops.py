@@ -151,7 +151,7 @@ def row_norms(gradients: tf.Tensor) -> tf.Tensor:
   norms recomputed with each row scaled by its largest magnitude, so the common
   case stays one pass.
   """
-  squares = tf.reduce_sum(tf.square(gradients), axis=1)
+  squares = tf.einsum("ij,ij->i", gradients, gradients)  # no (n, d) temporary, unlike sum(square(x))
 
   def rescaled() -> tf.Tensor:
     largest = tf.reduce_max(tf.abs(gradients), axis=1)

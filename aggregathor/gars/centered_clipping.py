@@ -72,17 +72,22 @@ class CenteredClipping(gars.Rule):
   def _aggregate(self, gradients: tf.Tensor, f: int, tau: float, iterations: int) -> tf.Tensor:
     n, d = gradients.shape
     variable = self._center_variable(d, gradients.dtype)
+    dtype = gradients.dtype
     finite = ops.finite_rows(gradients)
-    points = tf.where(finite[:, None], gradients, tf.zeros_like(gradients))
-    tau = tf.constant(tau, gradients.dtype)
+    points = tf.cond(tf.reduce_all(finite), lambda: gradients,
+                     lambda: tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None]))
+    tau = tf.constant(tau, dtype)
 
     def body(step, center):
       differences = points - center[None]
       norms = ops.row_norms(differences)
       # tau / 0 = inf -> factor 1; an overflowed (+inf) norm -> factor 0.
       factors = tf.where(finite, tf.minimum(tf.ones_like(norms), tau / norms), tf.zeros_like(norms))
-      clipped = tf.where(factors[:, None] > 0, factors[:, None] * differences, tf.zeros_like(differences))
-      return step + 1, center + tf.reduce_sum(clipped, axis=0) / n
+      total = tf.cond(tf.reduce_all(tf.math.is_finite(norms)),
+                      lambda: tf.linalg.matvec(differences, factors, transpose_a=True),
+                      # An overflowed difference holds ±inf, and 0 * inf is NaN.
+                      lambda: tf.reduce_sum(tf.math.multiply_no_nan(differences, factors[:, None]), axis=0))
+      return step + 1, center + total / n
 
     _, center = tf.while_loop(lambda step, center: step < iterations, body,
                               (tf.constant(0), variable.read_value()))

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from aggregathor import gars, ops
+
+
+def _hypot(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+  """sqrt(x² + y²) without overflow in the squares."""
+  largest = tf.maximum(tf.abs(x), tf.abs(y))
+  scale = tf.where(largest > 0, largest, tf.ones_like(largest))
+  return largest * tf.sqrt(tf.square(x / scale) + tf.square(y / scale))
 
 
 @gars.register
@@ -17,16 +25,29 @@ class GeometricMedian(gars.Rule):
 
       beta_i = alpha_i / max(smoothing, ||v - x_i||),   v <- sum_i beta_i x_i / sum_i beta_i
 
-  with uniform weights alpha_i. It starts from the coordinate-wise median (RFA
-  starts from the mean, which one huge Byzantine vector can throw arbitrarily
-  far; the minimiser is the same) and stops after `iterations` steps, or once
-  the objective sum_i alpha_i ||v - x_i|| changes by at most `tolerance` times
-  its value. `smoothing` (ν in the paper) keeps the weights bounded when v
-  lands on a gradient. Breakdown point 1/2: needs n >= 2f + 1.
+  with uniform weights alpha_i, for at most `iterations` steps, stopping early
+  once a step moves v by at most `tolerance` times the median distance from v
+  to the gradients (RFA tests the relative change of the objective instead,
+  which f far-away Byzantine gradients dominate). `smoothing` (ν in the paper)
+  keeps the weights bounded when v comes close to a gradient. Breakdown
+  point 1/2: needs n >= 2f + 1.
 
-  A row holding NaN or ±inf gets weight zero (and is zeroed before any product,
-  so it cannot poison the sum). A finite row whose distance to v overflows the
-  dtype also gets weight zero: its exact weight would be below 1/max.
+  How it is computed: v stays a convex combination of the gradients, so the
+  iterations run on the n weights alone. One Gram product of the gradients
+  picks an anchor (the gradient whose n-f nearest gradients are closest) and
+  the start (the mean of those n-f; RFA starts from the mean of all, which one
+  huge Byzantine gradient throws arbitrarily far). A second Gram product, of
+  the gradients centered on the anchor and scaled to unit norm, gives every
+  distance ||v - x_i|| in O(n²), so an iteration never reads the (n, d) matrix
+  and the whole rule costs a few passes over it. Centering keeps the distances
+  accurate to rounding relative to the gradients' spread, except for a
+  distance far below that spread (v about to land on a gradient), which is
+  only accurate to about sqrt(eps) times the spread (1e-4 in float32).
+
+  A row holding NaN or ±inf gets weight zero and is zeroed before any
+  product, so it cannot poison the output. So does a finite row whose
+  distance to the anchor overflows the dtype (its exact weight would be below
+  1/max). With no usable row at all, the output is NaN.
   """
 
   name = "geometric-median"
@@ -42,38 +63,77 @@ class GeometricMedian(gars.Rule):
 
   def _aggregate(self, gradients: tf.Tensor, f: int, iterations: int, tolerance: float,
                  smoothing: float) -> tf.Tensor:
-    dtype = gradients.dtype
+    n, dtype = gradients.shape[0], gradients.dtype
+    inf = tf.constant(np.inf, dtype)
     finite = ops.finite_rows(gradients)
-    points = tf.where(finite[:, None], gradients, tf.zeros_like(gradients))
-    alphas = tf.cast(finite, dtype)
+    points = tf.cond(tf.reduce_all(finite), lambda: gradients,
+                     lambda: tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None]))
+
+    # Anchor and start, from rough (uncentered) distances: they only need to be robust.
+    both_finite = tf.logical_and(finite[:, None], finite[None, :])
+    rough = tf.where(both_finite, ops.pairwise_squared_distances(points), inf)
+    anchor = tf.argmin(ops.sum_of_smallest(rough, n - f), output_type=tf.int32)
+    nearest = ops.indices_of_smallest(tf.gather(rough, anchor), n - f)
+
+    # Gradients centered on the anchor (accurate distances however far they all are
+    # from the origin); their Gram product, scaled to unit rows, gives every distance.
+    origin = tf.gather(points, anchor)
+    offsets = points - origin[None]
+    centered = tf.matmul(offsets, offsets, transpose_b=True)
+
+    def inverses(norms: tf.Tensor) -> tf.Tensor:
+      positive = norms > 0
+      return tf.where(positive, 1 / tf.where(positive, norms, tf.ones_like(norms)), tf.zeros_like(norms))
+
+    def from_centered():
+      norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(centered), 0))
+      scales = inverses(norms)
+      unit_gram = centered * scales[:, None] * scales[None, :]
+      return unit_gram, norms, offsets, tf.ones_like(norms), tf.ones_like(finite)
+
+    def from_units():
+      # A huge row overflowed the products: redo them on rows scaled to unit norm.
+      norms = ops.row_norms(offsets)
+      kept = tf.math.is_finite(norms)
+      norms = tf.where(kept, norms, tf.zeros_like(norms))
+      units = tf.math.multiply_no_nan(offsets, inverses(norms)[:, None])  # 0 for overflowed rows
+      return tf.matmul(units, units, transpose_b=True), norms, units, norms, kept
+
+    fits = tf.reduce_all(tf.math.is_finite(centered))
+    gram, norms, rows, row_scales, kept = tf.cond(fits, from_centered, from_units)
+    usable = tf.logical_and(finite, kept)
+    alphas = tf.cast(usable, dtype)
     smoothing = tf.constant(smoothing, dtype)
     tolerance = tf.constant(tolerance, dtype)
 
-    def distances(center: tf.Tensor) -> tf.Tensor:
-      return ops.row_norms(points - center[None])
+    def distances(weights: tf.Tensor) -> tf.Tensor:
+      # v - origin = sum_j a_j u_j; split v - x_i along u_i and across it.
+      coefficients = weights * norms
+      projections = tf.linalg.matvec(gram, coefficients)
+      squared_norm = tf.reduce_sum(coefficients * projections)
+      across = tf.sqrt(tf.maximum(squared_norm - tf.square(projections), 0))
+      return _hypot(norms - projections, across)
 
-    def objective(dists: tf.Tensor) -> tf.Tensor:
-      # Overflowed (+inf) distances carry zero weight, so they are left out here too.
-      counted = tf.logical_and(finite, tf.math.is_finite(dists))
-      return tf.reduce_sum(tf.where(counted, dists, tf.zeros_like(dists)))
+    def median_distance(dists: tf.Tensor) -> tf.Tensor:
+      return tf.sort(tf.where(usable, dists, tf.fill([n], inf)))[(n - 1) // 2]
 
-    def body(step, center, dists, value, done):
+    def body(step, weights, dists, done):
       betas = alphas / tf.maximum(smoothing, dists)  # +inf distance -> weight 0
       total = tf.reduce_sum(betas)
-      moved = tf.linalg.matvec(points, betas, transpose_a=True) / total
-      # No point with a usable weight: stay put rather than divide by zero.
-      center = tf.where(total > 0, moved, center)
-      dists = distances(center)
-      new_value = objective(dists)
-      done = tf.abs(value - new_value) <= tolerance * new_value
-      return step + 1, center, dists, new_value, done
+      # No usable row: stay put rather than divide by zero.
+      moved = tf.where(total > 0, betas / tf.where(total > 0, total, 1), weights)
+      dists = distances(moved)
+      shift = (moved - weights) * norms
+      shift = tf.sqrt(tf.maximum(tf.reduce_sum(shift * tf.linalg.matvec(gram, shift)), 0))
+      done = shift <= tolerance * median_distance(dists)
+      return step + 1, moved, dists, done
 
-    def cond(step, center, dists, value, done):
-      del center, dists, value
+    def cond(step, weights, dists, done):
+      del weights, dists
       return tf.logical_and(step < iterations, tf.logical_not(done))
 
-    start = ops.median_of_sorted(ops.sort_coordinates(gradients))
-    start_dists = distances(start)
-    _, center, _, _, _ = tf.while_loop(
-        cond, body, (tf.constant(0), start, start_dists, objective(start_dists), tf.constant(False)))
-    return center
+    start = ops.selection_mask(nearest, n, dtype) * alphas
+    start = start / tf.maximum(tf.reduce_sum(start), 1)
+    _, weights, _, _ = tf.while_loop(cond, body, (tf.constant(0), start, distances(start), tf.constant(False)))
+    center = origin + tf.linalg.matvec(rows, weights * row_scales, transpose_a=True)
+    return tf.where(tf.reduce_any(usable), center, tf.fill(tf.shape(center), tf.constant(np.nan, dtype)))
