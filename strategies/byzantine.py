@@ -1,0 +1,61 @@
+"""`ByzantineStrategy`: a tf.distribute strategy whose gradients go through a robust rule."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import tensorflow as tf
+
+from aggregathor import attacks, gars
+from strategies.devices import worker_devices
+from strategies.pipeline import GradientPipeline
+from strategies.reduction import RobustReduction
+
+
+class ByzantineStrategy(tf.distribute.MirroredStrategy):
+  """Synchronous training with a trusted parameter server that aggregates with a GAR.
+
+  One replica per worker, on this machine's logical devices. Instead of the mean
+  all-reduce, the parameter server gathers the n workers' gradients and combines
+  them with `aggregator` (a name from `aggregathor.gars`, chains like
+  `nnm>krum` included, or a `Rule`), tolerating `nb_decl_byz_workers` Byzantine
+  workers. The last `nb_real_byz_workers` workers are Byzantine: with an
+  `attack` (a name from `aggregathor.attacks` or an `Attack`) they send what it
+  builds from the honest gradients.
+
+  Keras `compile/fit/evaluate` and custom loops (`strategy.run` then
+  `optimizer.apply_gradients`) work unchanged inside `strategy.scope()`, as with
+  `tf.distribute.MirroredStrategy`: scale each replica's loss by 1/n (Keras does;
+  custom loops use `tf.nn.compute_average_loss`).
+
+  Keyword options:
+    momentum, momentum_at, dampening: momentum β at the "update" (the server's
+      momentum on the aggregate), at each "worker" (honest workers send their
+      momentum), or at the "server" per worker (El-Mhamdi et al., ICLR 2021).
+    clip: L2 norm at which the honest gradients are clipped (None: no clipping).
+    study_period: record the study metrics every that many steps (0: never);
+      see `strategies.StudyWriter` and `strategies.StudyCallback`.
+    devices: the worker devices (default: one logical device per worker, see
+      `strategies.configure_devices`). ps_device: the parameter server's device.
+  """
+
+  def __init__(self, aggregator: str | gars.Rule, nb_workers: int, nb_decl_byz_workers: int = 0,
+               nb_real_byz_workers: int = 0, attack: str | attacks.Attack | None = None,
+               aggregator_args: Mapping[str, Any] | None = None, attack_args: Mapping[str, Any] | None = None, *,
+               momentum: float = 0.0, momentum_at: str = "update", dampening: float = 0.0,
+               clip: float | None = None, study_period: int = 0, devices: Sequence[str] | None = None,
+               ps_device: str = "/job:localhost/replica:0/task:0/device:CPU:0",
+               loss_scaled_by_replicas: bool = True):
+    pipeline = GradientPipeline(aggregator, nb_workers, nb_decl_byz_workers, nb_real_byz_workers, attack,
+                                aggregator_args, attack_args, momentum=momentum, momentum_at=momentum_at,
+                                dampening=dampening, clip=clip, study_period=study_period)
+    devices = list(devices) if devices is not None else worker_devices(nb_workers)
+    if len(devices) != nb_workers or len(set(devices)) != nb_workers:
+      raise ValueError(f"expected {nb_workers} distinct worker devices, got {devices}")
+    super().__init__(devices=devices, cross_device_ops=RobustReduction(pipeline, ps_device, loss_scaled_by_replicas))
+    self.pipeline = pipeline
+
+  @property
+  def study(self):
+    """The study metrics recorder (`strategies.study.StudyRecorder`)."""
+    return self.pipeline.study

@@ -1,0 +1,140 @@
+"""What the trusted parameter server does with the n gradients of one step.
+
+Honest gradient clipping, momentum at the workers, at the server per worker, or
+at the update (El-Mhamdi, Guerraoui, Rouault, "Distributed Momentum for
+Byzantine-resilient Stochastic Gradient Descent", ICLR 2021), simulated
+Byzantine workers, the robust rule, and the per-step study metrics. It works on
+the (n, d) matrix alone, so the same code serves the local strategy and a
+parameter server on a cluster.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import tensorflow as tf
+
+from aggregathor import attacks, gars
+from strategies.study import StudyRecorder
+
+MOMENTUM_PLACES = ("update", "worker", "server")
+
+
+class GradientPipeline:
+  """Combines one step's (n, d) worker gradients into the gradient to apply.
+
+  The last `nb_real_byz_workers` rows stand for the Byzantine workers. With an
+  `attack`, their rows are replaced by what the attack builds from the honest
+  vectors (an omniscient adversary); without one, they send what they computed
+  (e.g. on label-flipped data) and follow the protocol otherwise.
+  """
+
+  def __init__(self, aggregator: str | gars.Rule, nb_workers: int, nb_decl_byz_workers: int = 0,
+               nb_real_byz_workers: int = 0, attack: str | attacks.Attack | None = None,
+               aggregator_args: Mapping[str, Any] | None = None, attack_args: Mapping[str, Any] | None = None,
+               momentum: float = 0.0, momentum_at: str = "update", dampening: float = 0.0,
+               clip: float | None = None, study_period: int = 0):
+    for name, value, minimum in (("nb_workers", nb_workers, 1), ("nb_decl_byz_workers", nb_decl_byz_workers, 0),
+                                 ("nb_real_byz_workers", nb_real_byz_workers, 0), ("study_period", study_period, 0)):
+      if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"expected {name} >= {minimum} as an int, got {value!r}")
+    if nb_real_byz_workers >= nb_workers:
+      raise ValueError(f"at least one worker must be honest: got nb_real_byz_workers={nb_real_byz_workers} "
+                       f">= nb_workers={nb_workers}")
+    if not 0.0 <= momentum < 1.0:
+      raise ValueError(f"expected 0 <= momentum < 1, got momentum={momentum}")
+    if not 0.0 <= dampening < 1.0:
+      raise ValueError(f"expected 0 <= dampening < 1, got dampening={dampening}")
+    if momentum_at not in MOMENTUM_PLACES:
+      raise ValueError(f"expected momentum_at in {', '.join(MOMENTUM_PLACES)}, got {momentum_at!r}")
+    if clip is not None and not clip > 0:
+      raise ValueError(f"expected a gradient clipping norm > 0 (or None), got clip={clip}")
+    self.nb_workers = nb_workers
+    self.nb_decl_byz_workers = nb_decl_byz_workers
+    self.nb_real_byz_workers = nb_real_byz_workers
+    self.rule = gars.get(aggregator)
+    self.aggregator_args = self.rule.resolve_args(dict(aggregator_args or {}))
+    self.rule.check(nb_workers, nb_decl_byz_workers, **(aggregator_args or {}))
+    self.attack = None if attack is None else attacks.get(attack)
+    self.attack_args = {} if self.attack is None else self.attack.resolve_args(dict(attack_args or {}))
+    if self.attack is None and attack_args:
+      raise ValueError(f"attack arguments {sorted(attack_args)} given without an attack")
+    if self.attack is not None:
+      self.attack.check(nb_workers, nb_real_byz_workers, nb_decl_byz_workers, **self.attack_args)
+    self.momentum = float(momentum)
+    self.momentum_at = momentum_at
+    self.dampening = float(dampening)
+    self.clip = None if clip is None else float(clip)
+    self.study = StudyRecorder(nb_workers, nb_real_byz_workers, study_period, selects=self.rule.selects)
+    self._worker_momentum: tf.Variable | None = None
+    self._update_momentum: tf.Variable | None = None
+
+  @property
+  def nb_honest(self) -> int:
+    return self.nb_workers - self.nb_real_byz_workers
+
+  def __call__(self, gradients: tf.Tensor) -> tf.Tensor:
+    """The gradient to apply, from the (n, d) gradients the workers computed."""
+    n, d = gradients.shape
+    if n != self.nb_workers:
+      raise ValueError(f"expected gradients from {self.nb_workers} workers, got {n}")
+    self._create_state(d, gradients.dtype)
+    h = self.nb_honest
+    sampled = gradients
+    if self.clip is not None:
+      sampled_norms = tf.norm(gradients, axis=1, keepdims=True)
+      gradients = gradients * tf.minimum(1.0, self.clip / tf.maximum(sampled_norms, 1e-30))
+    if self.momentum and self.momentum_at == "worker":
+      gradients = self._accumulate(self._worker_momentum, gradients)
+    honest = gradients[:h]
+    if self.attack is not None and self.nb_real_byz_workers:
+      byzantine = self.attack(honest, self.nb_real_byz_workers, self.nb_decl_byz_workers, gar=self.rule,
+                              **self.attack_args)
+      submitted = tf.concat([honest, tf.cast(byzantine, honest.dtype)], axis=0)
+    else:
+      submitted = gradients
+    received = submitted
+    if self.momentum and self.momentum_at == "server":
+      received = self._accumulate(self._worker_momentum, submitted)
+    aggregated, selected = self.rule.aggregate_and_select(received, self.nb_decl_byz_workers,
+                                                          **self.aggregator_args)
+    applied = aggregated
+    if self.momentum and self.momentum_at == "update":
+      applied = self._accumulate(self._update_momentum, aggregated)
+    record = self.study.record(sampled=sampled[:h], submitted=submitted, aggregated=aggregated, selected=selected)
+    with tf.control_dependencies(record):
+      return tf.identity(applied)
+
+  def _accumulate(self, buffer: tf.Variable, values: tf.Tensor) -> tf.Tensor:
+    """m <- momentum * m + (1 - dampening) * values, returning the new m."""
+    updated = self.momentum * buffer + (1.0 - self.dampening) * values
+    with tf.control_dependencies([buffer.assign(updated)]):
+      return tf.identity(updated)
+
+  def _create_state(self, d: int, dtype: tf.DType) -> None:
+    if self._update_momentum is not None:
+      if self._update_momentum.shape[0] != d:
+        raise ValueError(f"this pipeline aggregates gradients of {self._update_momentum.shape[0]} coordinates, "
+                         f"got {d}: use one strategy per model")
+      return
+    with tf.init_scope(), plain_variables():
+      self._update_momentum = tf.Variable(tf.zeros([d], dtype), trainable=False, name="update_momentum")
+      rows = self.nb_workers if self.momentum and self.momentum_at in ("worker", "server") else 0
+      self._worker_momentum = tf.Variable(tf.zeros([rows, d], dtype), trainable=False, name="worker_momentum")
+      self.study.create_state()
+
+
+def plain_variables():
+  """A scope where `tf.Variable` makes an ordinary variable, even inside a strategy's scope.
+
+  The pipeline's state lives once, on the parameter server, not mirrored per replica.
+  """
+  from tensorflow.python.ops import resource_variable_ops  # pylint: disable=g-import-not-at-top
+
+  def creator(next_creator, **kwargs):
+    del next_creator
+    kwargs.pop("synchronization", None)
+    kwargs.pop("aggregation", None)
+    return resource_variable_ops.ResourceVariable(**kwargs)
+
+  return tf.variable_creator_scope(creator)

@@ -1,0 +1,76 @@
+"""The cross-device reduction that sends the gradients through the parameter server's pipeline."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+from tensorflow.python.distribute import cross_device_ops, cross_device_utils, distribute_utils  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
+
+from strategies.pipeline import GradientPipeline
+
+
+class RobustReduction(tf.distribute.CrossDeviceOps):
+  """Replaces the mean all-reduce of the gradients with one robust aggregation.
+
+  Keras (`optimizer.apply_gradients`) reduces all the per-replica gradients of a
+  step in one SUM batch. Each replica's gradients are flattened into one row on
+  its own device (what a worker would send), the (n, d) matrix goes through the
+  pipeline on the parameter-server device, and the result is split back into
+  the variables' shapes and mirrored to the replicas. Every other reduction
+  (metrics, single tensors, MEAN, integer values) stays a plain reduction.
+
+  Each replica's loss is expected to be scaled by 1/n as Keras and
+  `tf.nn.compute_average_loss` do, so that the plain SUM is the mean gradient;
+  the rows are rescaled by n so that the rule sees each worker's own gradient.
+  """
+
+  def __init__(self, pipeline: GradientPipeline, ps_device: str, loss_scaled_by_replicas: bool = True):
+    super().__init__()
+    self.pipeline = pipeline
+    self.ps_device = ps_device
+    self.loss_scaled_by_replicas = loss_scaled_by_replicas
+    self._plain = cross_device_ops.ReductionToOneDevice(reduce_to_device=ps_device)
+
+  def reduce_implementation(self, reduce_op, per_replica_value, destinations, options):
+    return self._plain.reduce_implementation(reduce_op, per_replica_value, destinations, options)
+
+  def _gather_implementation(self, per_replica_value, destinations, axis, options):
+    return self._plain._gather_implementation(per_replica_value, destinations, axis, options)  # pylint: disable=protected-access
+
+  def batch_reduce_implementation(self, reduce_op, value_destination_pairs, options):
+    if not self._is_gradient_batch(reduce_op, value_destination_pairs):
+      return self._plain.batch_reduce_implementation(reduce_op, value_destination_pairs, options)
+    per_replica = [value for value, _ in value_destination_pairs]
+    n = len(per_replica[0].values)
+    dtypes = [value.values[0].dtype for value in per_replica]
+    work_dtype = tf.float64 if tf.float64 in dtypes else tf.float32
+    shapes = [value.values[0].shape for value in per_replica]
+    sizes = [shape.num_elements() for shape in shapes]
+    rows = []
+    for replica in range(n):
+      parts = [tf.convert_to_tensor(value.values[replica]) for value in per_replica]
+      with tf.device(parts[0].device):
+        rows.append(tf.concat([tf.reshape(tf.cast(part, work_dtype), [-1]) for part in parts], axis=0))
+    with tf.device(self.ps_device):
+      gradients = tf.stack(rows)
+      if reduce_op == tf.distribute.ReduceOp.SUM and self.loss_scaled_by_replicas:
+        gradients = gradients * n
+      aggregated = self.pipeline(gradients)
+      pieces = [tf.cast(tf.reshape(piece, shape), dtype)
+                for piece, shape, dtype in zip(tf.split(aggregated, sizes), shapes, dtypes)]
+    return [self._mirror(piece, destinations) for piece, (_, destinations) in zip(pieces, value_destination_pairs)]
+
+  def _is_gradient_batch(self, reduce_op, value_destination_pairs) -> bool:
+    if reduce_op not in (tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN):
+      return False
+    for value, _ in value_destination_pairs:
+      if not isinstance(value, value_lib.PerReplica) or len(value.values) != self.pipeline.nb_workers:
+        return False
+      if not value.values[0].dtype.is_floating or not value.values[0].shape.is_fully_defined():
+        return False
+    return True
+
+  def _mirror(self, tensor: tf.Tensor, destinations) -> value_lib.Mirrored:
+    devices = cross_device_ops.get_devices_from(destinations, self._canonicalize_devices)
+    copies = [cross_device_utils.copy_tensor_or_indexed_slices_to_device(tensor, device) for device in devices]
+    return distribute_utils.regroup(copies, wrap_class=value_lib.Mirrored)
