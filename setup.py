@@ -22,8 +22,8 @@ setup(
         "scikit-learn>=1.5",
     ],
     extras_require={
-        "tfds": ["tensorflow-datasets>=4.9"],
-        "test": ["pytest>=8", "tensorflow-datasets>=4.9"],
+        "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],
+        "test": ["pytest>=8", "tensorflow-datasets>=4.9", "importlib_resources"],
     },
     entry_points={"console_scripts": ["aggregathor-runner=runner:run"]},
 )
