@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aggregathor import gars
 from aggregathor.gars.bucketing import Bucketing
 
 POWERS = np.array([[1.], [10.], [100.], [1000.], [10000.]])
