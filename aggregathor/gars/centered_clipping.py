@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import tensorflow as tf
 
 from aggregathor import gars, ops
@@ -26,7 +27,7 @@ class CenteredClipping(gars.Rule):
   `tau` is the clipping radius. The paper's analysis picks it from the honest
   gradients' variance; the default 10.0 is a plain default, not a value from
   the paper: set it to a few times the honest gradients' spread around their
-  mean. One iteration is the paper's practical setting.
+  mean. `iterations` (L) defaults to 1.
 
   Each step moves v by at most tau, whatever the inputs. A row holding NaN or
   ±inf contributes zero (as if it sat on v); so does a finite row whose
@@ -77,16 +78,26 @@ class CenteredClipping(gars.Rule):
     points = tf.cond(tf.reduce_all(finite), lambda: gradients,
                      lambda: tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None]))
     tau = tf.constant(tau, dtype)
+    # Below this norm, tau / norm is a normal number (CPUs flush subnormals to zero).
+    plain_limit = tf.constant(np.sqrt(np.finfo(dtype.as_numpy_dtype).max), dtype)
 
     def body(step, center):
       differences = points - center[None]
-      norms = ops.row_norms(differences)
-      # tau / 0 = inf -> factor 1; an overflowed (+inf) norm -> factor 0.
-      factors = tf.where(finite, tf.minimum(tf.ones_like(norms), tau / norms), tf.zeros_like(norms))
-      total = tf.cond(tf.reduce_all(tf.math.is_finite(norms)),
-                      lambda: tf.linalg.matvec(differences, factors, transpose_a=True),
-                      # An overflowed difference holds ±inf, and 0 * inf is NaN.
-                      lambda: tf.reduce_sum(tf.math.multiply_no_nan(differences, factors[:, None]), axis=0))
+      norms = ops.row_norms(differences)  # +inf where the difference itself overflowed
+
+      def plain() -> tf.Tensor:
+        # tau / 0 = inf -> factor 1.
+        factors = tf.where(finite, tf.minimum(tf.ones_like(norms), tau / norms), tf.zeros_like(norms))
+        return tf.linalg.matvec(differences, factors, transpose_a=True)
+
+      def huge() -> tf.Tensor:
+        # Unit rows times their clipped length; an overflowed row (norm +inf) contributes 0, not 0 * inf.
+        usable = tf.logical_and(finite, tf.math.is_finite(norms))
+        units = tf.math.divide_no_nan(differences, tf.where(usable, norms, tf.zeros_like(norms))[:, None])
+        lengths = tf.where(usable, tf.minimum(norms, tau), tf.zeros_like(norms))
+        return tf.reduce_sum(tf.math.multiply_no_nan(units, lengths[:, None]), axis=0)
+
+      total = tf.cond(tf.reduce_all(norms < plain_limit), plain, huge)
       return step + 1, center + total / n
 
     _, center = tf.while_loop(lambda step, center: step < iterations, body,

@@ -96,7 +96,9 @@ class GeometricMedian(gars.Rule):
       norms = ops.row_norms(offsets)
       kept = tf.math.is_finite(norms)
       norms = tf.where(kept, norms, tf.zeros_like(norms))
-      units = tf.math.multiply_no_nan(offsets, inverses(norms)[:, None])  # 0 for overflowed rows
+      # Divided, not multiplied by 1/norm, which would flush to zero near the dtype's max;
+      # 0 for overflowed rows.
+      units = tf.math.divide_no_nan(offsets, norms[:, None])
       return tf.matmul(units, units, transpose_b=True), norms, units, norms, kept
 
     fits = tf.reduce_all(tf.math.is_finite(centered))
