@@ -42,7 +42,7 @@ class GeometricMedian(gars.Rule):
   and the whole rule costs a few passes over it. Centering keeps the distances
   accurate to rounding relative to the gradients' spread, except for a
   distance far below that spread (v about to land on a gradient), which is
-  only accurate to about sqrt(eps) times the spread (1e-4 in float32).
+  only accurate to about sqrt(eps) times the spread (3e-4 in float32).
 
   A row holding NaN or ±inf gets weight zero and is zeroed before any
   product, so it cannot poison the output. So does a finite row whose
