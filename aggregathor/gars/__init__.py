@@ -65,6 +65,11 @@ class Chain(Rule):
       if not stage.is_pre_aggregation:
         raise ValueError(f"only pre-aggregations ({', '.join(pre_aggregations())}) can come before "
                          f"{CHAIN_SEPARATOR!r} in a chain, got the rule {stage.name!r}")
+    stage_names = [stage.name for stage in stages]
+    repeated = sorted({name for name in stage_names if stage_names.count(name) > 1})
+    if repeated:
+      raise ValueError(f"a chain names each stage once, so that its arguments are unambiguous; "
+                       f"{', '.join(repeated)} appears more than once in {CHAIN_SEPARATOR.join(stage_names)}")
     self.stages = tuple(stages)
     self.name = CHAIN_SEPARATOR.join(stage.name for stage in stages)
     self.reference = "; ".join(stage.reference for stage in stages)
@@ -116,20 +121,18 @@ def get(name: str | Rule) -> Rule:
     return name
   if not isinstance(name, str) or not name.strip():
     raise ValueError(f"expected an aggregation rule name, got {name!r}")
-  parts = [part.strip() for part in name.split(CHAIN_SEPARATOR)]
-  if len(parts) == 1:
-    return _REGISTRY.lookup(parts[0], _is_rule)()
-  pres = [_REGISTRY.lookup(part, _is_pre)() for part in parts[:-1]]
-  return Chain([*pres, _REGISTRY.lookup(parts[-1], _is_rule)()])
+  return chain(*(part.strip() for part in name.split(CHAIN_SEPARATOR)))
 
 
 def chain(*stages: str | Rule) -> Rule:
   """Composes pre-aggregations and a final rule, given by name or instance."""
   if not stages:
     raise ValueError("chain() needs at least a rule")
-  resolved = [stage if isinstance(stage, Rule) else
-              _REGISTRY.lookup(stage, _is_pre if i < len(stages) - 1 else _is_rule)()
-              for i, stage in enumerate(stages)]
+  # Looked up unfiltered, so that a stage in the wrong place gets a message saying so, not "unknown".
+  resolved = [stage if isinstance(stage, Rule) else _REGISTRY.lookup(stage)() for stage in stages]
+  if resolved[-1].is_pre_aggregation:
+    raise ValueError(f"{resolved[-1].name!r} is a pre-aggregation: it goes before {CHAIN_SEPARATOR!r} and a rule "
+                     f"ends the chain (e.g. {resolved[-1].name}{CHAIN_SEPARATOR}krum); rules: {', '.join(names())}")
   return resolved[0] if len(resolved) == 1 else Chain(resolved)
 
 

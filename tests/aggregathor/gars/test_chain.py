@@ -72,10 +72,13 @@ def test_unknown_arguments_and_stages():
 
 
 def test_a_rule_cannot_come_before_a_pre_aggregation():
-  with pytest.raises(ValueError, match=re.escape("unknown aggregation rule 'krum'")):
-    gars.get("krum>nnm")  # looked up among the pre-aggregations, which the message lists
-  with pytest.raises(ValueError, match="known: arc, bucketing, clipping"):
+  with pytest.raises(ValueError, match=re.escape("'nnm' is a pre-aggregation: it goes before '>' and a rule ends")):
+    gars.get("krum>nnm")
+  with pytest.raises(ValueError, match=re.escape("only pre-aggregations (arc, bucketing, clipping, nnm) can come "
+                                                 "before '>' in a chain, got the rule 'krum'")):
     gars.get("krum>median")
+  with pytest.raises(ValueError, match="clipping appears more than once in clipping>clipping>median"):
+    gars.get("clipping>clipping>median")
   with pytest.raises(ValueError, match=re.escape("only pre-aggregations (arc, bucketing, clipping, nnm")):
     gars.chain(gars.get("krum"), gars.get("median"))
   with pytest.raises(ValueError, match=re.escape("unknown aggregation rule 'nnm'")):
