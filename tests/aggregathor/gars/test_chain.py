@@ -81,9 +81,9 @@ def test_a_rule_cannot_come_before_a_pre_aggregation():
     gars.get("clipping>clipping>median")
   with pytest.raises(ValueError, match=re.escape("only pre-aggregations (arc, bucketing, clipping, nnm")):
     gars.chain(gars.get("krum"), gars.get("median"))
-  with pytest.raises(ValueError, match=re.escape("unknown aggregation rule 'nnm'")):
+  with pytest.raises(ValueError, match=re.escape("'nnm' is a pre-aggregation")):
     gars.get("nnm")  # a pre-aggregation alone is no rule
-  with pytest.raises(ValueError, match=re.escape("unknown aggregation rule 'median'")):
+  with pytest.raises(ValueError, match=re.escape("'nnm' is a pre-aggregation")):
     gars.chain("median", "nnm")
 
 
