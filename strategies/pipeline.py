@@ -78,7 +78,7 @@ class GradientPipeline:
     n, d = gradients.shape
     if n != self.nb_workers:
       raise ValueError(f"expected gradients from {self.nb_workers} workers, got {n}")
-    self._create_state(d, gradients.dtype)
+    self.build(d, gradients.dtype)
     h = self.nb_honest
     sampled = gradients
     if self.clip is not None:
@@ -111,7 +111,11 @@ class GradientPipeline:
     with tf.control_dependencies([buffer.assign(updated)]):
       return tf.identity(updated)
 
-  def _create_state(self, d: int, dtype: tf.DType) -> None:
+  def build(self, d: int, dtype: tf.DType = tf.float32) -> None:
+    """Creates the state (momentum buffers, study variables) for d coordinates; idempotent.
+
+    Called on the first aggregation; call it earlier to restore the state from a checkpoint.
+    """
     if self._update_momentum is not None:
       if self._update_momentum.shape[0] != d:
         raise ValueError(f"this pipeline aggregates gradients of {self._update_momentum.shape[0]} coordinates, "
@@ -122,6 +126,14 @@ class GradientPipeline:
       rows = self.nb_workers if self.momentum and self.momentum_at in ("worker", "server") else 0
       self._worker_momentum = tf.Variable(tf.zeros([rows, d], dtype), trainable=False, name="worker_momentum")
       self.study.create_state()
+
+  def variables(self) -> dict[str, tf.Variable]:
+    """The state to checkpoint (after `build`), by name."""
+    if self._update_momentum is None:
+      raise ValueError("the pipeline has no state yet: call build(d) first")
+    state = {"update_momentum": self._update_momentum, "worker_momentum": self._worker_momentum,
+             "step": self.study.step, "selection_counts": self.study.selection_counts}
+    return state
 
 
 def plain_variables():
