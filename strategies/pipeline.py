@@ -83,7 +83,8 @@ class GradientPipeline:
     sampled = gradients
     if self.clip is not None:
       sampled_norms = tf.norm(gradients, axis=1, keepdims=True)
-      gradients = gradients * tf.minimum(1.0, self.clip / tf.maximum(sampled_norms, 1e-30))
+      # 1.0 in the gradients' dtype: a bare Python float becomes float32 in a graph, failing on float64.
+      gradients = gradients * tf.minimum(tf.constant(1.0, gradients.dtype), self.clip / tf.maximum(sampled_norms, 1e-30))
     if self.momentum and self.momentum_at == "worker":
       gradients = self._accumulate(self._worker_momentum, gradients)
     honest = gradients[:h]
