@@ -53,6 +53,8 @@ def configure_devices(nb_workers: int, use_gpu: bool = False, reuse_gpu: bool = 
 
 def worker_devices(nb_workers: int) -> list[str]:
   """The logical devices the workers run on: GPUs when there are enough, else CPUs."""
+  if isinstance(nb_workers, bool) or not isinstance(nb_workers, int) or nb_workers < 1:
+    raise ValueError(f"expected nb_workers >= 1 as an int, got {nb_workers!r}")
   for kind in ("GPU", "CPU"):
     logical = tf.config.list_logical_devices(kind)
     if len(logical) >= nb_workers:
