@@ -239,8 +239,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     return train(flags)
   except UsageError as error:
     parser.error(str(error))
-  except ValueError as error:
-    # Bad arguments found while building the run (unknown rule, bad key:value, missing dataset...).
+  except (ValueError, FileNotFoundError) as error:
+    # Bad arguments found while building the run (unknown rule, bad key:value, missing dataset...);
+    # a missing IDX file or directory is a FileNotFoundError that names the path.
     print(f"runner.py: error: {error}", file=sys.stderr)
     return 2
   return 0
@@ -306,7 +307,10 @@ def train(flags: argparse.Namespace) -> int:
     logging.info("Already at step %d >= --max-steps %d: nothing to train", start_step, flags.max_steps)
 
   flipped = range(honest, n) if flags.label_flip else ()
-  dataset = experiment.train_dataset(n, flipped_workers=flipped, seed=flags.seed + start_step)
+  # The seed also draws the workers' shares of the data: a resumed run keeps it, and skips the
+  # batches already trained on, so that it sees the same split and batches as an uninterrupted one.
+  dataset = experiment.train_dataset(n, flipped_workers=flipped, seed=flags.seed)
+  dataset = dataset.skip(start_step * flags.local_steps)
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
   weights = [v for v in model.trainable_variables if len(v.shape) > 1]
 

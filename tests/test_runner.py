@@ -1,0 +1,307 @@
+"""runner.py: the command line, in process, on the embedded digits experiment (no data files).
+
+Every run is a few steps of a tiny MLP, with the time-based triggers off so that
+what is written depends on step counts only.
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import pathlib
+import re
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import runner
+from experiments.digits import Digits
+
+# Time-based triggers off: outputs then depend on the step counts alone.
+QUIET = ["--evaluation-period", "-1", "--summary-period", "-1", "--checkpoint-period", "-1", "--log-period", "-1"]
+EVALUATION_LINE = re.compile(r"(\d+\.\d{3})\t(\d+)\taccuracy:(\S+)\tloss:(\S+)")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def started_runtime():
+  """Starts TensorFlow with conftest's logical CPUs, which the runs then reuse.
+
+  Until an op runs, the runtime is not started and configure_devices(n) would
+  re-split the CPU into n devices, leaving fewer than later tests expect.
+  """
+  assert len(tf.config.list_logical_devices("CPU")) >= 5
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+  """runner.run on the digits experiment; (status, stdout, stderr)."""
+  status = runner.run(["--experiment", "digits", *QUIET, *args])
+  captured = capsys.readouterr()
+  return status, captured.out, captured.err
+
+
+def _train(capsys, *args: str) -> str:
+  """A run that must succeed; its standard output."""
+  status, out, err = _run(capsys, *args)
+  assert status == 0, err[-3000:]
+  return out
+
+
+def _evaluations(path: pathlib.Path) -> list[tuple[float, int, float, float]]:
+  """(walltime, step, accuracy, loss) per line; every line must match the format exactly."""
+  rows = []
+  for line in path.read_text(encoding="utf-8").splitlines():
+    match = EVALUATION_LINE.fullmatch(line)
+    assert match, f"bad evaluation line {line!r}"
+    rows.append((float(match[1]), int(match[2]), float(match[3]), float(match[4])))
+  return rows
+
+
+@pytest.fixture
+def built_models(monkeypatch) -> list:
+  """The models the runs build, in order, to look at their weights after a run."""
+  models = []
+  original = Digits.build_model
+
+  def build_model(self):
+    model = original(self)
+    models.append(model)
+    return model
+
+  monkeypatch.setattr(Digits, "build_model", build_model)
+  return models
+
+
+def _weights(model) -> list[np.ndarray]:
+  return [np.array(v.numpy()) for v in model.trainable_variables]
+
+
+# Bad command lines: refused before any training step.
+
+def _usage_error(capsys, tmp_path, *args: str) -> str:
+  """Runs a command line argparse must refuse; returns its message."""
+  evaluation = tmp_path / "eval.tsv"
+  with pytest.raises(SystemExit) as raised:
+    runner.run(["--evaluation-file", str(evaluation), *args])
+  assert raised.value.code == 2
+  err = capsys.readouterr().err
+  assert err.startswith("usage: runner.py") and "runner.py: error: " in err
+  assert not evaluation.exists()
+  return err.split("runner.py: error: ", 1)[1]
+
+
+def _bad_argument(capsys, tmp_path, *args: str) -> str:
+  """Runs a command line with a bad argument found while building the run; returns its message."""
+  evaluation = tmp_path / "eval.tsv"
+  status, out, err = _run(capsys, "--evaluation-file", str(evaluation), "--max-steps", "2", *args)
+  assert status == 2, err[-3000:]
+  assert "runner.py: error: " in err and "Traceback" not in err
+  assert "steps/s" not in out and not evaluation.exists()  # no training step ran
+  return err.split("runner.py: error: ", 1)[1]
+
+
+def test_unknown_aggregator_suggests_and_lists(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--aggregator", "krun", "--nb-workers", "5", "--nb-decl-byz-workers", "1")
+  assert "unknown aggregation rule 'krun'" in message and "did you mean 'krum'?" in message
+  known = message.split("known: ", 1)[1].split("\n")[0].split(", ")
+  assert {"average", "median", "krum", "multi-krum"} <= set(known)
+
+
+def test_unknown_attack_suggests_and_lists(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--nb-workers", "3", "--nb-real-byz-workers", "1", "--attack", "litle")
+  assert "unknown attack 'litle'" in message and "did you mean 'little'?" in message
+  assert "nan" in message.split("known: ", 1)[1].split(", ")
+
+
+def test_unknown_aggregator_argument(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--aggregator", "multi-krum", "--aggregator-args", "k:3",
+                          "--nb-workers", "5", "--nb-decl-byz-workers", "1")
+  assert "--aggregator-args" in message and "unknown argument(s) k" in message and "accepted: m" in message
+
+
+def test_aggregator_argument_of_the_wrong_type(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--aggregator", "multi-krum", "--aggregator-args", "m:abc",
+                          "--nb-workers", "5", "--nb-decl-byz-workers", "1")
+  assert "multi-krum" in message and "m as an int" in message and "'abc'" in message
+
+
+def test_as_many_byzantine_as_workers(capsys, tmp_path):
+  message = _usage_error(capsys, tmp_path, "--nb-workers", "3", "--nb-real-byz-workers", "3", "--attack", "nan")
+  assert "--nb-real-byz-workers (3)" in message and "--nb-workers (3)" in message
+
+
+def test_attack_with_label_flip(capsys, tmp_path):
+  message = _usage_error(capsys, tmp_path, "--nb-workers", "3", "--nb-real-byz-workers", "1", "--attack", "nan",
+                         "--label-flip")
+  assert "--label-flip" in message and "--attack" in message
+
+
+def test_attack_args_without_attack(capsys, tmp_path):
+  message = _usage_error(capsys, tmp_path, "--nb-workers", "3", "--attack-args", "factor:2")
+  assert "--attack-args given without --attack" in message
+
+
+def test_study_file_without_study_period(capsys, tmp_path):
+  message = _usage_error(capsys, tmp_path, "--study-file", str(tmp_path / "study.tsv"))
+  assert "--study-file needs --study-period > 0" in message
+
+
+def test_krum_with_too_few_workers_names_the_condition(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--aggregator", "krum", "--nb-workers", "4", "--nb-decl-byz-workers", "1")
+  assert "krum needs n >= 2f+3, got n=4, f=1" in message
+
+
+def test_unknown_experiment_argument(capsys, tmp_path):
+  message = _bad_argument(capsys, tmp_path, "--experiment-args", "batch-sise:8")
+  assert "experiment digits" in message and "unknown argument(s) batch-sise" in message
+  assert "batch-size" in message.split("accepted: ", 1)[1]
+
+
+@pytest.mark.parametrize("pair, expected", [
+    ("momentun:0.9", "unknown argument(s) momentun"),
+    ("momentum:fast", "momentum expects a number"),
+])
+def test_bad_optimizer_argument(capsys, tmp_path, pair, expected):
+  message = _bad_argument(capsys, tmp_path, "--optimizer", "sgd", "--optimizer-args", pair)
+  assert "--optimizer-args" in message and expected in message
+
+
+def test_missing_idx_directory_names_the_path(capsys, tmp_path):
+  missing = tmp_path / "no-such-mnist"
+  message = _bad_argument(capsys, tmp_path, "--experiment", "mnist", "--experiment-args", f"idx-dir:{missing}",
+                          "--nb-workers", "2")
+  assert str(missing) in message and "train-images-idx3-ubyte" in message
+
+
+# Evaluation file and throughput.
+
+def test_evaluation_file_every_delta_steps_and_throughput(capsys, tmp_path):
+  evaluation = tmp_path / "out" / "eval.tsv"
+  out = _train(capsys, "--nb-workers", "3", "--max-steps", "10", "--evaluation-delta", "5",
+               "--evaluation-file", str(evaluation))
+  rows = _evaluations(evaluation)
+  assert [step for _, step, _, _ in rows] == [5, 10]
+  for walltime, _, accuracy, loss in rows:
+    assert abs(walltime - time.time()) < 600
+    assert 0.0 <= accuracy <= 1.0 and math.isfinite(loss) and loss > 0
+  assert rows[0][0] <= rows[1][0]
+  assert re.search(r"^Trained 10 steps in \d+\.\d s: \d+\.\d\d steps/s$", out, re.MULTILINE), out
+
+
+# Checkpoints.
+
+def test_resume_from_checkpoint(capsys, tmp_path, built_models):
+  checkpoints, evaluation = tmp_path / "checkpoints", tmp_path / "eval.tsv"
+  common = ["--nb-workers", "3", "--evaluation-delta", "5", "--evaluation-file", str(evaluation),
+            "--checkpoint-dir", str(checkpoints)]
+  # Stop at 6 without the final evaluation, so that 6 + 4 evaluates at the steps 10 in one go does.
+  out = _train(capsys, *common, "--max-steps", "6", "--no-wait")
+  assert "Trained 6 steps" in out
+  assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-6")
+  saved = _weights(built_models[-1])
+  first = _evaluations(evaluation)
+  assert [step for _, step, _, _ in first] == [5]
+
+  # Already at --max-steps: nothing trains; the model holds exactly the saved weights.
+  out = _train(capsys, *common, "--max-steps", "6")
+  assert "steps/s" not in out
+  for restored, kept in zip(_weights(built_models[-1]), saved, strict=True):
+    np.testing.assert_array_equal(restored, kept)
+  assert _evaluations(evaluation) == first
+
+  out = _train(capsys, *common, "--max-steps", "10")
+  assert "Trained 4 steps" in out  # from step 6, not from 0
+  assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-10")
+  resumed = _evaluations(evaluation)
+  assert resumed[:1] == first and [step for _, step, _, _ in resumed] == [5, 10]
+  resumed_weights = _weights(built_models[-1])
+
+  # The same 10 steps in one go: evaluations at the same steps, with the same results.
+  again = tmp_path / "again.tsv"
+  _train(capsys, "--nb-workers", "3", "--evaluation-delta", "5", "--evaluation-file", str(again), "--max-steps", "10")
+  in_one_go = _evaluations(again)
+  assert [row[1:] for row in in_one_go] == [row[1:] for row in resumed]
+  for resumed_weight, weight in zip(resumed_weights, _weights(built_models[-1]), strict=True):
+    np.testing.assert_allclose(resumed_weight, weight, rtol=1e-5, atol=1e-6)
+
+
+# Study metrics.
+
+def test_study_file_and_summaries(capsys, tmp_path):
+  study, summaries = tmp_path / "study.tsv", tmp_path / "runs"
+  _train(capsys, "--aggregator", "krum", "--nb-workers", "5", "--nb-decl-byz-workers", "1", "--nb-real-byz-workers",
+         "1", "--attack", "nan", "--max-steps", "6", "--study-period", "2", "--study-file", str(study),
+         "--summary-dir", str(summaries), "--no-wait")
+  header, *lines = study.read_text(encoding="utf-8").splitlines()
+  assert header.startswith("# ")
+  columns = header[2:].split("\t")
+  assert columns[:3] == ["step", "walltime", "loss"]
+  assert columns[-5:] == [f"selected/worker-{i:02d}" for i in range(5)]
+  assert "cosine/honest-attack" in columns and "params/distance-from-init" in columns
+  rows = [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
+  assert [row["step"] for row in rows] == [2, 4, 6]
+  for row in rows:
+    selected = [row[f"selected/worker-{i:02d}"] for i in range(5)]
+    # Krum keeps one worker, never the NaN-sending Byzantine one (the last).
+    assert sorted(selected) == [0, 0, 0, 0, 1] and selected[4] == 0
+    assert math.isnan(row["attack/norm"]) and math.isfinite(row["honest/norm"])
+    assert math.isfinite(row["loss"])
+  distances = [row["params/distance-from-init"] for row in rows]
+  assert 0 < distances[0] < distances[-1]  # the weights move away from their initial values
+
+  events = glob.glob(os.path.join(summaries, "events.out.tfevents.*"))
+  assert events
+  tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
+          for value in event.summary.value}
+  assert {"selection-rate/worker-00", "selection-rate/worker-04", "cosine/honest-defense"} <= tags
+
+
+# Training options: each runs and evaluates to a finite loss.
+
+def _finite_run(capsys, tmp_path, *args: str) -> list[tuple[float, int, float, float]]:
+  evaluation = tmp_path / "eval.tsv"
+  out = _train(capsys, "--max-steps", "3", "--evaluation-file", str(evaluation), *args)
+  assert "Trained 3 steps" in out
+  rows = _evaluations(evaluation)
+  assert [step for _, step, _, _ in rows] == [3] and math.isfinite(rows[0][3])
+  return rows
+
+
+@pytest.mark.parametrize("place", ["update", "worker", "server"])
+def test_momentum_placement(capsys, tmp_path, place):
+  checkpoints = tmp_path / "checkpoints"
+  _finite_run(capsys, tmp_path, "--nb-workers", "3", "--momentum", "0.9", "--momentum-at", place,
+              "--checkpoint-dir", str(checkpoints))
+  reader = tf.train.load_checkpoint(str(checkpoints))
+  update = reader.get_tensor("pipeline/update_momentum/.ATTRIBUTES/VARIABLE_VALUE")
+  workers = reader.get_tensor("pipeline/worker_momentum/.ATTRIBUTES/VARIABLE_VALUE")
+  d = 64 * 100 + 100 + 100 * 10 + 10  # the 64-100-10 MLP
+  if place == "update":
+    assert update.shape == (d,) and np.any(update != 0) and workers.shape == (0, d)
+  else:
+    # One momentum per worker, kept by the server; the update momentum stays unused.
+    assert workers.shape == (3, d) and np.all(np.any(workers != 0, axis=1)) and not np.any(update)
+
+
+def test_gradient_clip(capsys, tmp_path):
+  study = tmp_path / "study.tsv"
+  _finite_run(capsys, tmp_path, "--nb-workers", "3", "--gradient-clip", "0.01", "--study-period", "1",
+              "--study-file", str(study))
+  header, *lines = study.read_text(encoding="utf-8").splitlines()
+  columns = header[2:].split("\t")
+  rows = [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
+  assert len(rows) == 3
+  for row in rows:
+    # What the workers computed is far above the clip; what they send is at it.
+    assert row["sampled/norm"] > 0.1 and row["honest/norm"] == pytest.approx(0.01, rel=1e-4)
+
+
+def test_label_flip(capsys, tmp_path):
+  _finite_run(capsys, tmp_path, "--nb-workers", "3", "--nb-real-byz-workers", "1", "--label-flip",
+              "--aggregator", "median", "--nb-decl-byz-workers", "1")
+
+
+def test_local_steps(capsys, tmp_path):
+  _finite_run(capsys, tmp_path, "--nb-workers", "3", "--local-steps", "2")
