@@ -286,10 +286,10 @@ def train(flags: argparse.Namespace) -> int:
                experiment.name, len(data.y_train), len(data.y_test), n, flags.nb_real_byz_workers,
                flags.nb_decl_byz_workers, rule.name, f", attack {flags.attack}" if flags.attack else "")
 
+  learning_rate = schedule_builder(schedule_args)
   with strategy.scope():
     model = experiment.build_model()
-    optimizer = getattr(keras.optimizers, OPTIMIZERS[flags.optimizer])(
-        learning_rate=schedule_builder(schedule_args), **optimizer_args)
+    optimizer = getattr(keras.optimizers, OPTIMIZERS[flags.optimizer])(learning_rate=learning_rate, **optimizer_args)
     optimizer.build(model.trainable_variables)
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
   dimension = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
@@ -301,6 +301,10 @@ def train(flags: argparse.Namespace) -> int:
     manager = tf.train.CheckpointManager(checkpoint, flags.checkpoint_dir, max_to_keep=3)
     if manager.latest_checkpoint:
       checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      if not callable(learning_rate):
+        # A fixed rate is an optimizer variable, hence restored too: the command line's rate wins,
+        # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).
+        optimizer.learning_rate = learning_rate
       logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
   start_step = int(step.numpy())
   if start_step >= flags.max_steps:

@@ -227,6 +227,17 @@ def test_resume_from_checkpoint(capsys, tmp_path, built_models):
     np.testing.assert_allclose(resumed_weight, weight, rtol=1e-5, atol=1e-6)
 
 
+def test_resume_keeps_the_command_line_learning_rate(capsys, tmp_path):
+  checkpoints = str(tmp_path / "checkpoints")
+  _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints)
+  _train(capsys, "--nb-workers", "2", "--max-steps", "2", "--no-wait", "--checkpoint-dir", checkpoints,
+         "--learning-rate-args", "initial-rate:0.5")
+  reader = tf.train.load_checkpoint(checkpoints)
+  assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
+  # Not the default 0.05 the first run saved.
+  assert reader.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(0.5)
+
+
 # Study metrics.
 
 def test_study_file_and_summaries(capsys, tmp_path):
