@@ -433,10 +433,12 @@ def train(flags: argparse.Namespace) -> int:
   window_start, window_steps = started, 0
   trained_steps = 0
   status = 0
+  profiling = False
   try:
     while current < flags.max_steps and not stopping:
       if flags.trace and summary_writer is not None and current == start_step + 5:
         tf.profiler.experimental.start(flags.summary_dir)
+        profiling = True
       step_started = time.monotonic()
       loss, accuracy = train_step()
       loss, accuracy = float(loss), float(accuracy)
@@ -445,8 +447,9 @@ def train(flags: argparse.Namespace) -> int:
       window_steps += 1
       if flags.trace:
         logging.info("step %d: %.1f ms, loss %.4f", current, 1e3 * (time.monotonic() - step_started), loss)
-        if summary_writer is not None and current == start_step + 10:
+        if profiling and current == start_step + 10:
           tf.profiler.experimental.stop()
+          profiling = False
       if not math.isfinite(loss):
         logging.warning("Step %d: the honest workers' loss is %s", current, loss)
       if study_writer is not None:
@@ -471,6 +474,9 @@ def train(flags: argparse.Namespace) -> int:
     status = 130
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
+    if profiling:
+      # The run ended before step start+10: write the trace of the steps it profiled.
+      tf.profiler.experimental.stop()
     elapsed = time.monotonic() - started
     save(current)
     if stopping:

@@ -316,3 +316,10 @@ def test_label_flip(capsys, tmp_path):
 
 def test_local_steps(capsys, tmp_path):
   _finite_run(capsys, tmp_path, "--nb-workers", "3", "--local-steps", "2")
+
+
+def test_trace_of_a_run_shorter_than_the_profiled_steps(capsys, tmp_path):
+  # Steps 5-9 are profiled; a run that ends at 7 still writes the trace of steps 5-7.
+  summaries = tmp_path / "runs"
+  _train(capsys, "--nb-workers", "2", "--max-steps", "7", "--no-wait", "--trace", "--summary-dir", str(summaries))
+  assert list(summaries.glob("plugins/profile/*/*.xplane.pb"))
