@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
+from tensorflow.python.distribute import device_util  # pylint: disable=g-direct-tensorflow-import
 
 from aggregathor import attacks, gars
 from strategies.devices import worker_devices
@@ -50,7 +51,8 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
                                 aggregator_args, attack_args, momentum=momentum, momentum_at=momentum_at,
                                 dampening=dampening, clip=clip, study_period=study_period)
     devices = list(devices) if devices is not None else worker_devices(nb_workers)
-    if len(devices) != nb_workers or len(set(devices)) != nb_workers:
+    # Canonical names, so that "/cpu:0" and its full name count as the same device.
+    if len(devices) != nb_workers or len({device_util.canonicalize(device) for device in devices}) != nb_workers:
       raise ValueError(f"expected {nb_workers} distinct worker devices, got {devices}")
     super().__init__(devices=devices, cross_device_ops=RobustReduction(pipeline, ps_device, loss_scaled_by_replicas))
     self.pipeline = pipeline

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.distribute import cross_device_ops, cross_device_utils, distribute_utils  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.distribute import collective_util, cross_device_ops, cross_device_utils, distribute_utils  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
 
 from strategies.pipeline import GradientPipeline
@@ -36,6 +36,16 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
 
   def _gather_implementation(self, per_replica_value, destinations, axis, options):
     return self._plain._gather_implementation(per_replica_value, destinations, axis, options)  # pylint: disable=protected-access
+
+  def batch_reduce(self, reduce_op, value_destination_pairs, options=None):
+    # With one replica the base class hands the values back without calling
+    # batch_reduce_implementation, which would skip clipping, momentum and the study.
+    if self.pipeline.nb_workers == 1:
+      pairs = [(value_lib.PerReplica((value,)) if isinstance(value, tf.Tensor) else value, destinations)
+               for value, destinations in value_destination_pairs]
+      if self._is_gradient_batch(reduce_op, pairs):
+        return self.batch_reduce_implementation(reduce_op, pairs, options or collective_util.Options())
+    return super().batch_reduce(reduce_op, value_destination_pairs, options)
 
   def batch_reduce_implementation(self, reduce_op, value_destination_pairs, options):
     if not self._is_gradient_batch(reduce_op, value_destination_pairs):
