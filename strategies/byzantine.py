@@ -27,7 +27,8 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
   Keras `compile/fit/evaluate` and custom loops (`strategy.run` then
   `optimizer.apply_gradients`) work unchanged inside `strategy.scope()`, as with
   `tf.distribute.MirroredStrategy`: scale each replica's loss by 1/n (Keras does;
-  custom loops use `tf.nn.compute_average_loss`).
+  custom loops use `tf.nn.compute_average_loss`). On GPUs, compile Keras models
+  with `jit_compile=False`: the robust reduction runs outside XLA.
 
   Keyword options:
     momentum, momentum_at, dampening: momentum β at the "update" (the server's
@@ -56,6 +57,10 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
       raise ValueError(f"expected {nb_workers} distinct worker devices, got {devices}")
     super().__init__(devices=devices, cross_device_ops=RobustReduction(pipeline, ps_device, loss_scaled_by_replicas))
     self.pipeline = pipeline
+    # MirroredStrategy swaps any cross-device ops for its collective mean when the
+    # step is XLA-compiled on all-GPU devices (Keras' jit_compile="auto" on GPU):
+    # that would skip the rule and the attack silently, so keep the merge call.
+    self.extended._use_merge_call = lambda: True  # pylint: disable=protected-access
 
   @property
   def study(self):

@@ -37,7 +37,8 @@ def configure_devices(nb_workers: int, use_gpu: bool = False, reuse_gpu: bool = 
           memory = gpu_memory_mb or _share_of_gpu_memory(gpu, per_gpu)
           tf.config.set_logical_device_configuration(
               gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=memory)] * per_gpu)
-    else:
+    elif len(tf.config.get_logical_device_configuration(physical[0]) or ()) < nb_workers:
+      # A split already made (e.g. by a test harness) that has enough devices is kept.
       tf.config.set_logical_device_configuration(
           physical[0], [tf.config.LogicalDeviceConfiguration()] * nb_workers)
   except RuntimeError as error:
