@@ -15,13 +15,17 @@ $(STAMP): setup.py
 # The main job: a short robust training on the embedded digits dataset (no network, no data files).
 run: $(STAMP)
 	$(PY) runner.py --experiment digits --aggregator krum --nb-workers 7 --nb-decl-byz-workers 2 \
-	  --nb-real-byz-workers 2 --attack little --max-steps 300 --evaluation-period 100
+	  --nb-real-byz-workers 2 --attack little --max-steps 300 --evaluation-delta 100 \
+	  --evaluation-file runs/main/evaluation.tsv --summary-dir runs/main/tensorboard \
+	  --study-period 10 --study-file runs/main/study.tsv
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/gars.py
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/accuracy.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
