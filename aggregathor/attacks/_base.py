@@ -30,14 +30,20 @@ class Attack:
     `f_decl` is the number of Byzantine workers the rule was told to tolerate;
     `gar` (a rule name or instance) is needed by attacks that search against it.
     """
+    matrix, f_real, f_decl, args = self.validate(honest, f_real, f_decl, kwargs)
+    if f_real == 0:
+      return tf.zeros([0, matrix.shape[1]], matrix.dtype)
+    return self._attack(matrix, f_real, f_decl, gar, **args)
+
+  def validate(self, honest: ops.Gradients, f_real: int, f_decl: int,
+               kwargs: Mapping[str, Any]) -> tuple[tf.Tensor, int, int, dict[str, Any]]:
+    """The honest (n - f_real, d) matrix, f_real, f_decl and the resolved arguments, all checked."""
     matrix = ops.as_matrix(honest, name="honest gradients")
     f_real = ops.check_f(f_real)
     f_decl = ops.check_f(f_decl)
     args = self.resolve_args(kwargs)
     self.check(matrix.shape[0] + f_real, f_real, f_decl, **args)
-    if f_real == 0:
-      return tf.zeros([0, matrix.shape[1]], matrix.dtype)
-    return self._attack(matrix, f_real, f_decl, gar, **args)
+    return matrix, f_real, f_decl, args
 
   def resolve_args(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The attack's arguments with defaults filled in; unknown names raise `ValueError`."""

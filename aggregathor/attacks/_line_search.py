@@ -64,11 +64,7 @@ class LineSearch(attacks.Attack):
              **kwargs: Any) -> tuple[tf.Tensor, tf.Tensor]:
     """Runs the search alone: returns (best factor, the distance it reaches), two scalar tensors."""
     rule = self._rule(gar)
-    matrix = ops.as_matrix(honest, name="honest gradients")
-    f_real = ops.check_f(f_real)
-    f_decl = ops.check_f(f_decl)
-    args = self.resolve_args(kwargs)
-    self.check(matrix.shape[0] + f_real, f_real, f_decl, **args)
+    matrix, f_real, f_decl, args = self.validate(honest, f_real, f_decl, kwargs)
     if f_real == 0:
       raise ValueError(f"attack {self.name} has nothing to search with f_real=0 Byzantine workers")
     return self._search(matrix, f_real, f_decl, rule, **args)
