@@ -22,7 +22,8 @@ class Bulyan(gars.Rule):
   A gradient with a non-finite coordinate is at +inf from all, so it is picked
   only after every finite-score gradient. Tied Krum scores, which always occur
   in the last picks when f <= 2 (p-f-2 is then 1 or 0), go to the gradient with
-  the smaller sum of squared distances to the whole pool, so that the output
+  the smaller sum of squared distances to the whole pool (first the fewer
+  infinite ones, then the smaller sum of the finite ones), so that the output
   does not depend on the order of the workers.
   """
 
@@ -60,9 +61,17 @@ class Bulyan(gars.Rule):
       # Ties are structural in the last picks when f <= 2: with one neighbour the closest pair tie,
       # with none all do. The smaller total squared distance to the pool breaks them, so that the
       # choice does not depend on the workers' order (the lower index only breaks exact ties of both).
-      totals = tf.reduce_sum(tf.where(removed[None, :], tf.zeros_like(distances), distances), axis=1)
-      tied = tf.equal(keys, tf.reduce_min(keys))
-      pick = tf.argmin(tf.where(tied, tf.minimum(totals, dtype.max), inf), output_type=tf.int32)
+      # A non-finite gradient in the pool makes every total +inf, so the totals leave out the
+      # infinite distances and first compare their number (the non-finite gradient has the most).
+      pool_distances = tf.where(removed[None, :], tf.zeros_like(distances), distances)
+      infinite = tf.math.is_inf(pool_distances)
+      counts = tf.reduce_sum(tf.cast(infinite, tf.int32), axis=1)
+      totals = tf.reduce_sum(tf.where(infinite, tf.zeros_like(distances), pool_distances), axis=1)
+      best = tf.equal(keys, tf.reduce_min(keys))
+      best = tf.logical_and(best, tf.equal(counts, tf.reduce_min(tf.where(best, counts, n))))
+      best = tf.logical_and(best, tf.equal(totals, tf.reduce_min(tf.where(best, totals, inf))))
+      # The lowest index among them; not tf.argmin, which on the CPU passes over values >= dtype.max.
+      pick = tf.reduce_min(tf.where(best, workers, n))
       picks.append(pick)
       removed = tf.logical_or(removed, tf.equal(workers, pick))
     picks = tf.stack(picks)

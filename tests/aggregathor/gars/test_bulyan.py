@@ -89,3 +89,17 @@ def test_upper_bound():
 def test_compiles_in_tf_function(jit_compile):
   compiled = tf.function(lambda g: rule().aggregate(g, f=1), jit_compile=jit_compile)
   np.testing.assert_allclose(compiled(tf.constant(POINTS, tf.float32)).numpy(), EXPECTED, rtol=1e-6)
+
+
+def test_a_non_finite_gradient_in_the_pool_leaves_the_picks_distinct():
+  # Values 7, 0, 1, 3, 15, 31 and a NaN row (+inf from all), f=1: theta=5 picks, beta=3.
+  # Scores with 4, 3, 2, 1, 0 neighbours: 7 (165), then 3 (157), then 1 (197), then 0 and 15 tie
+  # (225): each is at +inf from the NaN row, and 15 is nearer the rest (225+256 < 225+961); then
+  # 0, 31 and NaN all score 0: NaN is at +inf from both others, 0 and 31 tie (961), the lower
+  # index wins. Every total with the NaN row in the pool is +inf, where tf.argmin would return
+  # row 0 (7) again and again: on the CPU it passes over +inf and dtype.max.
+  x = np.array([[7.], [0.], [1.], [3.], [15.], [31.], [np.nan]], np.float32)
+  aggregated, selected = rule().aggregate_and_select(x, f=1)
+  np.testing.assert_array_equal(selected.numpy(), [1., 1., 1., 1., 1., 0., 0.])
+  # Selected 0, 1, 3, 7, 15; median 3; the 3 closest to it: 0, 1, 3.
+  np.testing.assert_allclose(aggregated.numpy(), [4. / 3.], rtol=1e-6)
