@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+import functools
+from typing import Callable, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -105,8 +106,13 @@ def selection_mask(indices: tf.Tensor, n: int, dtype: tf.DType) -> tf.Tensor:
 
 
 def sort_coordinates(gradients: tf.Tensor) -> tf.Tensor:
-  """Sorts each coordinate (column) ascending across the n rows; non-finite values last."""
-  return tf.sort(finite_or_inf(gradients), axis=0)
+  """Sorts each coordinate (column) ascending across the n rows; non-finite values last (as +inf).
+
+  Through a sorting network for up to SORTING_NETWORK_MAX_ROWS rows (see `sorted_rows`).
+  """
+  if gradients.shape[0] > SORTING_NETWORK_MAX_ROWS:
+    return tf.sort(finite_or_inf(gradients), axis=0)
+  return tf.stack(sorted_rows(gradients))
 
 
 def median_of_sorted(sorted_gradients: tf.Tensor) -> tf.Tensor:
@@ -160,3 +166,168 @@ def row_norms(gradients: tf.Tensor) -> tf.Tensor:
     return finite_or_inf(tf.where(tf.math.is_finite(largest), norms, tf.constant(np.inf, norms.dtype)))
 
   return tf.cond(tf.reduce_all(tf.math.is_finite(squares)), lambda: tf.sqrt(squares), rescaled)
+
+
+# Coordinate-wise order statistics without a general sort: a sorting network over the n rows.
+# tf.sort(axis=0) transposes and runs a per-column TopK on the CPU, about 100x the time to read
+# the matrix; a network of elementwise minima and maxima needs no transpose, and compiled with
+# XLA (see `fused`) it becomes one pass that keeps each column in registers.
+
+SORTING_NETWORK_MAX_ROWS = 64  # beyond, the network's size (and XLA's compile time) outgrows tf.sort
+FUSE_MIN_SIZE = 1 << 16  # n * d below which compiling costs more than it saves
+
+
+def sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+  """The comparators (i, j), i < j, of Batcher's odd-even merge sort of n elements, in order.
+
+  K. E. Batcher, "Sorting networks and their applications", AFIPS Spring Joint
+  Computer Conference 1968. Built for the next power of two and pruned of the
+  comparators that touch an index >= n, which is exact: the missing elements act
+  as +inf, which no comparator moves. O(n log² n) comparators (191 for n = 32).
+  """
+  if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+    raise ValueError(f"expected a number of rows n >= 1, got {n!r}")
+  return _sorting_network(n)
+
+
+@functools.lru_cache(maxsize=None)
+def _sorting_network(n: int) -> tuple[tuple[int, int], ...]:
+  size = 1 << (n - 1).bit_length()
+  comparators = []
+  merged = 1  # sorted runs of `merged` elements are merged pairwise
+  while merged < size:
+    step = merged
+    while step >= 1:
+      for start in range(step % merged, size - step, 2 * step):
+        for i in range(start, min(start + step, size - step)):
+          # Only within one block of 2 * merged elements being merged.
+          if i // (2 * merged) == (i + step) // (2 * merged) and i + step < n:
+            comparators.append((i, i + step))
+      step //= 2
+    merged *= 2
+  return tuple(comparators)
+
+
+def sorted_rows(gradients: tf.Tensor) -> list[tf.Tensor]:
+  """The n rows of `sort_coordinates(gradients)`, as a list of (d,) tensors.
+
+  Up to SORTING_NETWORK_MAX_ROWS rows, through `sorting_network(n)`: exact (only
+  minima and maxima), and NaN-free because non-finite values are first mapped to
+  +inf. A list, not a stacked matrix, so that rules computing a few elementwise
+  functions of the sorted rows (a median, a window mean) stay elementwise: under
+  XLA, stacking would make each output row recompute the whole network.
+  """
+  if gradients.shape[0] > SORTING_NETWORK_MAX_ROWS:
+    return tf.unstack(tf.sort(finite_or_inf(gradients), axis=0))
+  return sort_rows(tf.unstack(gradients))
+
+
+def sort_rows(rows: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+  """`sorted_rows` of the matrix whose rows are `rows`, a list of (d,) tensors (e.g. from `rows_at`)."""
+  rows = [finite_or_inf(row) for row in rows]
+  if len(rows) > SORTING_NETWORK_MAX_ROWS:
+    return tf.unstack(tf.sort(tf.stack(rows), axis=0))
+  for i, j in sorting_network(len(rows)):
+    rows[i], rows[j] = tf.minimum(rows[i], rows[j]), tf.maximum(rows[i], rows[j])
+  return rows
+
+
+def rows_at(gradients: tf.Tensor, indices: tf.Tensor) -> list[tf.Tensor]:
+  """The rows of `gradients` at `indices`, a (k,) int tensor of static length, as a list of (d,) tensors.
+
+  Taken one by one: under XLA each is then read in place by what uses it, where
+  `tf.gather(gradients, indices)` would first copy the k rows.
+  """
+  return [tf.gather(gradients, indices[i]) for i in range(indices.shape[0])]
+
+
+def sum_of_rows(rows: Sequence[tf.Tensor]) -> tf.Tensor:
+  """The sum of (d,) rows, added in order (so that it rounds the same with and without XLA)."""
+  if not rows:
+    raise ValueError("expected at least one row to sum, got none")
+  total = rows[0]
+  for row in rows[1:]:
+    total = total + row
+  return total
+
+
+def median_of_rows(sorted_list: Sequence[tf.Tensor]) -> tf.Tensor:
+  """`median_of_sorted` on the rows of `sorted_rows`: the middle one, or the mean of the two middle ones."""
+  n = len(sorted_list)
+  if n % 2:
+    return sorted_list[n // 2]
+  return (sorted_list[n // 2 - 1] + sorted_list[n // 2]) / 2
+
+
+def sum_of_closest_rows(sorted_list: Sequence[tf.Tensor], center: tf.Tensor, k: int) -> tf.Tensor:
+  """`mean_of_closest_sorted` on the rows of `sorted_rows`, times k: the sum of the k values closest to `center`.
+
+  The same contiguous windows, costs and choice (the first cheapest window; a
+  window holding a non-finite value costs +inf), computed row by row so that it
+  stays elementwise. Left as a sum so that the caller divides by k (see `fused`).
+  """
+  n = len(sorted_list)
+  if not 1 <= k <= n:
+    raise ValueError(f"expected 1 <= k <= n values to average, got k={k}, n={n}")
+  if k == n:
+    return sum_of_rows(sorted_list)
+  inf = tf.constant(np.inf, sorted_list[0].dtype)
+  best_cost, best_start = None, None
+  for start in range(n - k + 1):
+    cost = tf.maximum(center - sorted_list[start], sorted_list[start + k - 1] - center)
+    cost = tf.where(tf.math.is_nan(cost), inf, cost)
+    if best_cost is None:
+      best_cost, best_start = cost, tf.zeros(tf.shape(cost), tf.int32)
+    else:
+      cheaper = cost < best_cost  # strict: ties keep the first window, like argmin
+      best_cost = tf.where(cheaper, cost, best_cost)
+      best_start = tf.where(cheaper, tf.fill(tf.shape(cost), start), best_start)
+  zero = tf.zeros_like(sorted_list[0])
+  in_window = [tf.where(tf.logical_and(best_start <= row, best_start > row - k), value, zero)
+               for row, value in enumerate(sorted_list)]
+  return sum_of_rows(in_window)
+
+
+def fused(function=None, *, max_rows: int | None = None):
+  """Decorator: runs `function(gradients, *args)` as one XLA computation (jit_compile=True).
+
+  For an (n, d) `gradients` of at least FUSE_MIN_SIZE values (and at most
+  `max_rows` rows, if given); smaller ones run the same ops uncompiled, which
+  is faster than compiling them. Works eagerly, inside a `tf.function` (with or
+  without jit_compile) and in a tf.distribute replica. Python arguments are
+  part of the compiled signature.
+
+  So that both runs round alike, pass divisors as tensors: XLA turns a division
+  by a constant into a multiplication by its reciprocal, which can differ by
+  1 ulp. And keep divisions at the end: XLA will not copy a division (an
+  "expensive" op) into each of several users, so a quotient used by several
+  ops splits the computation, each part recomputing what it needs (e.g. the
+  whole sorting network per sorted row).
+  """
+  if function is None:
+    return lambda function: fused(function, max_rows=max_rows)
+  compiled = tf.function(function, jit_compile=True, autograph=False)
+
+  def call(gradients: tf.Tensor, *args):
+    n, d = gradients.shape
+    if n * d >= FUSE_MIN_SIZE and (max_rows is None or n <= max_rows):
+      return compiled(gradients, *args)
+    return function(gradients, *args)
+
+  call.__name__ = getattr(function, "__name__", "fused")
+  call.__doc__ = function.__doc__
+  return call
+
+
+def column_sums(elementwise: Callable[[tf.Tensor], tf.Tensor], gradients: tf.Tensor) -> tf.Tensor:
+  """The (d,) column sums of `elementwise(gradients)`, for an elementwise function.
+
+  Up to SORTING_NETWORK_MAX_ROWS rows, the function is applied to each row and
+  the rows are added in order: all elementwise, so that under XLA (see `fused`)
+  it is one pass over `gradients` (XLA's column reductions run at a fraction of
+  the read speed, and it would not fuse a function of the matrix into per-row
+  slices), rounding the same with and without XLA. Beyond, `tf.reduce_sum`.
+  """
+  if gradients.shape[0] > SORTING_NETWORK_MAX_ROWS:
+    return tf.reduce_sum(elementwise(gradients), axis=0)
+  return sum_of_rows([elementwise(row) for row in tf.unstack(gradients)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from aggregathor import gars
+from aggregathor import gars, ops
 
 
 @gars.register
@@ -27,8 +27,12 @@ class AverageNaN(gars.Rule):
   robust = False
 
   def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:
-    finite = tf.math.is_finite(gradients)
-    total = tf.reduce_sum(tf.where(finite, gradients, tf.zeros_like(gradients)), axis=0)
-    count = tf.reduce_sum(tf.cast(finite, gradients.dtype), axis=0)
-    # Said explicitly rather than left to 0/0.
-    return tf.where(count > 0, total / tf.maximum(count, 1), tf.constant(np.nan, gradients.dtype))
+    return _average_nan(gradients)
+
+
+@ops.fused
+def _average_nan(gradients: tf.Tensor) -> tf.Tensor:
+  total = ops.column_sums(lambda x: tf.where(tf.math.is_finite(x), x, tf.zeros_like(x)), gradients)
+  count = ops.column_sums(lambda x: tf.cast(tf.math.is_finite(x), x.dtype), gradients)
+  # Said explicitly rather than left to 0/0.
+  return tf.where(count > 0, total / tf.maximum(count, 1), tf.constant(np.nan, gradients.dtype))

@@ -27,6 +27,11 @@ class AveragedMedian(gars.Rule):
 
   def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:
     n = gradients.shape[0]
-    sorted_gradients = ops.sort_coordinates(gradients)  # one sort, for the median and the window
-    median = ops.median_of_sorted(sorted_gradients)
-    return ops.mean_of_closest_sorted(sorted_gradients, median, n - f)
+    return _averaged_median(gradients, f, tf.constant(n - f, gradients.dtype))
+
+
+@ops.fused(max_rows=ops.SORTING_NETWORK_MAX_ROWS)
+def _averaged_median(gradients: tf.Tensor, f: int, count: tf.Tensor) -> tf.Tensor:
+  sorted_list = ops.sorted_rows(gradients)  # one sort, for the median and the window
+  median = ops.median_of_rows(sorted_list)
+  return ops.sum_of_closest_rows(sorted_list, median, len(sorted_list) - f) / count

@@ -30,4 +30,10 @@ class Median(gars.Rule):
     return 1 / math.sqrt(n - f)
 
   def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:
-    return ops.median_of_sorted(ops.sort_coordinates(gradients))
+    return _median(gradients)
+
+
+@ops.fused(max_rows=ops.SORTING_NETWORK_MAX_ROWS)
+def _median(gradients: tf.Tensor) -> tf.Tensor:
+  # Under XLA only the comparators leading to the middle rows remain: a selection network.
+  return ops.median_of_rows(ops.sorted_rows(gradients))

@@ -1,0 +1,119 @@
+"""Tests of the sorting network, the row-wise order statistics and `fused` in aggregathor/ops.py."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from aggregathor import gars, ops
+
+nan, inf = np.nan, np.inf
+
+# Rules whose work runs through ops.fused.
+FUSED_RULES = ["median", "trimmed-mean", "averaged-median", "phocas", "average-nan", "sign-majority"]
+
+
+def apply_network(n: int, values: np.ndarray) -> np.ndarray:
+  """Runs ops.sorting_network(n) on the columns of an (m, n) array, in numpy."""
+  values = values.copy()
+  for i, j in ops.sorting_network(n):
+    low, high = np.minimum(values[:, i], values[:, j]), np.maximum(values[:, i], values[:, j])
+    values[:, i], values[:, j] = low, high
+  return values
+
+
+@pytest.mark.parametrize("n", range(1, 15))
+def test_network_sorts_every_zero_one_input(n):
+  # The 0-1 principle: a comparator network that sorts all 2^n vectors of 0s and 1s sorts everything.
+  bits = (np.arange(2 ** n)[:, None] >> np.arange(n)) & 1
+  assert (np.diff(apply_network(n, bits), axis=1) >= 0).all()
+
+
+@pytest.mark.parametrize("n", [15, 17, 24, 32, 33, 47, 64])
+def test_network_sorts_random_inputs_with_ties(n):
+  values = np.random.default_rng(n).integers(0, 4, size=(20_000, n))
+  np.testing.assert_array_equal(apply_network(n, values), np.sort(values, axis=1))
+
+
+def test_network_sizes_are_batchers():
+  # Batcher's odd-even merge sort: 1, 3, 19, 63, 191 comparators for 2, 3, 8, 16, 32 elements.
+  assert [len(ops.sorting_network(n)) for n in (1, 2, 3, 8, 16, 32)] == [0, 1, 3, 19, 63, 191]
+  assert ops.sorting_network(4) == ((0, 1), (2, 3), (0, 2), (1, 3), (1, 2))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_network_of_a_bad_size(bad):
+  with pytest.raises(ValueError, match="n >= 1"):
+    ops.sorting_network(bad)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8, 13, ops.SORTING_NETWORK_MAX_ROWS, ops.SORTING_NETWORK_MAX_ROWS + 1])
+def test_sort_coordinates_is_ascending_with_non_finite_last(n):
+  x = np.random.default_rng(n).normal(size=(n, 40)).astype(np.float32)
+  x[0, :10], x[-1, 5:15], x[n // 2, 20:25] = nan, -inf, inf
+  expected = np.sort(np.where(np.isfinite(x), x, inf), axis=0)
+  np.testing.assert_array_equal(ops.sort_coordinates(tf.constant(x)).numpy(), expected)
+  np.testing.assert_array_equal(np.stack([row.numpy() for row in ops.sorted_rows(tf.constant(x))]), expected)
+
+
+def test_median_of_rows():
+  rows = [tf.constant([1., 10.]), tf.constant([2., 20.]), tf.constant([4., 40.]), tf.constant([8., inf])]
+  np.testing.assert_array_equal(ops.median_of_rows(rows).numpy(), [3., 30.])
+  np.testing.assert_array_equal(ops.median_of_rows(rows[:3]).numpy(), [2., 20.])
+
+
+def test_sum_of_closest_rows_picks_the_window_nearest_the_center():
+  # Sorted columns (1, 2, 3, 10, inf) and (0, 5, 6, 7, 100); the 3 values closest to 3 and to 6.
+  rows = [tf.constant([v, w]) for v, w in [(1., 0.), (2., 5.), (3., 6.), (10., 7.), (inf, 100.)]]
+  np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([3., 6.]), 3).numpy(), [6., 18.])
+  # A window with +inf is never chosen, even when the center is past every finite value.
+  np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([1e30, 0.]), 4).numpy(), [16., 18.])
+  # Equally close windows: the first one, like argmin (1, 2 rather than 2, 3 around 2).
+  np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([2., 0.]), 2).numpy(), [3., 5.])
+  with pytest.raises(ValueError, match="1 <= k <= n"):
+    ops.sum_of_closest_rows(rows, tf.constant([0., 0.]), 6)
+
+
+def test_column_sums_adds_an_elementwise_function_of_each_row():
+  x = tf.constant([[1., -2.], [3., nan], [-4., 5.]])
+  np.testing.assert_array_equal(ops.column_sums(tf.abs, x).numpy()[0], 8.)
+  big = tf.ones([ops.SORTING_NETWORK_MAX_ROWS + 1, 2])
+  np.testing.assert_array_equal(ops.column_sums(tf.negative, big).numpy(), [-65., -65.])
+
+
+def large_input(n: int, d: int, seed: int) -> np.ndarray:
+  rng = np.random.default_rng(seed)
+  x = (rng.normal(size=(n, d)) * np.exp(rng.normal(size=(n, 1)))).astype(np.float32)
+  x[0, ::7], x[1, 1::9], x[0, 3::11] = nan, inf, -inf  # f = 2 non-finite rows
+  return x
+
+
+@pytest.mark.parametrize("name", FUSED_RULES)
+def test_fused_and_plain_runs_agree_bit_for_bit(name, monkeypatch):
+  # The same rule compiled with XLA (one fused pass) and as plain ops, which ops.fused picks by size.
+  n, f = 11, 2
+  x = tf.constant(large_input(n, 3000, seed=1))
+  monkeypatch.setattr(ops, "FUSE_MIN_SIZE", 1)
+  compiled = gars.get(name).aggregate(x, f).numpy()
+  monkeypatch.setattr(ops, "FUSE_MIN_SIZE", 1 << 62)
+  plain = gars.get(name).aggregate(x, f).numpy()
+  np.testing.assert_array_equal(compiled, plain)
+  assert np.isfinite(plain).all()
+
+
+@pytest.mark.parametrize("name", FUSED_RULES)
+def test_fused_rule_nested_in_tf_function_and_in_a_replica(name):
+  n, f = 11, 2
+  x = tf.constant(large_input(n, ops.FUSE_MIN_SIZE // n + 1, seed=2))
+  expected = gars.get(name).aggregate(x, f).numpy()
+  rule = gars.get(name)
+  np.testing.assert_array_equal(tf.function(lambda g: rule.aggregate(g, f))(x).numpy(), expected)
+  np.testing.assert_allclose(tf.function(lambda g: rule.aggregate(g, f), jit_compile=True)(x).numpy(), expected,
+                             rtol=1e-6)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  outputs = strategy.run(tf.function(lambda: rule.aggregate(x, f)))
+  for output in strategy.experimental_local_results(outputs):
+    np.testing.assert_array_equal(output.numpy(), expected)
