@@ -75,7 +75,14 @@ class Bulyan(gars.Rule):
       picks.append(pick)
       removed = tf.logical_or(removed, tf.equal(workers, pick))
     picks = tf.stack(picks)
-    sorted_selection = ops.sort_coordinates(tf.gather(gradients, picks))
-    median = ops.median_of_sorted(sorted_selection)
-    aggregated = ops.mean_of_closest_sorted(sorted_selection, median, theta - 2 * f)
+    beta = theta - 2 * f
+    aggregated = _mean_around_median(gradients, picks, beta, tf.constant(beta, dtype))
     return aggregated, ops.selection_mask(picks, n, dtype)
+
+
+@ops.fused(max_rows=ops.SORTING_NETWORK_MAX_ROWS)
+def _mean_around_median(gradients: tf.Tensor, picks: tf.Tensor, beta: int, count: tf.Tensor) -> tf.Tensor:
+  """Per coordinate, the mean of the beta picked values closest to their median (one pass under XLA)."""
+  sorted_list = ops.sort_rows(ops.rows_at(gradients, picks))
+  median = ops.median_of_rows(sorted_list)
+  return ops.sum_of_closest_rows(sorted_list, median, beta) / count

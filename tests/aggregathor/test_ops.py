@@ -13,7 +13,8 @@ from aggregathor import gars, ops
 nan, inf = np.nan, np.inf
 
 # Rules whose work runs through ops.fused.
-FUSED_RULES = ["median", "trimmed-mean", "averaged-median", "phocas", "average-nan", "sign-majority"]
+FUSED_RULES = ["median", "trimmed-mean", "averaged-median", "phocas", "average-nan", "sign-majority", "bulyan",
+               "multi-krum"]
 
 
 def apply_network(n: int, values: np.ndarray) -> np.ndarray:
