@@ -316,18 +316,17 @@ def train(flags: argparse.Namespace) -> int:
   dataset = experiment.train_dataset(n, flipped_workers=flipped, seed=flags.seed)
   dataset = dataset.skip(start_step * flags.local_steps)
   iterator = iter(strategy.experimental_distribute_dataset(dataset))
-  weights = [v for v in model.trainable_variables if len(v.shape) > 1]
+  # Only the kernels (rank >= 2) are penalised, not the biases.
+  weight_indices = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) > 1]
 
   def local_loss(logits, labels, params=None):
     loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
-    penalised = params if params is not None else [w.value for w in weights]
+    penalised = params if params is not None else [model.trainable_variables[i].value for i in weight_indices]
     if flags.l1_regularize:
       loss += flags.l1_regularize * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in penalised])
     if flags.l2_regularize:
       loss += flags.l2_regularize * tf.add_n([tf.reduce_sum(tf.square(w)) for w in penalised])
     return loss
-
-  weight_indices = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) > 1]
 
   def replica_step(x, y):
     with tf.GradientTape() as tape:
