@@ -56,13 +56,13 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     work_dtype = tf.float64 if tf.float64 in dtypes else tf.float32
     shapes = [value.values[0].shape for value in per_replica]
     sizes = [shape.num_elements() for shape in shapes]
-    rows = []
-    for replica in range(n):
-      parts = [tf.convert_to_tensor(value.values[replica]) for value in per_replica]
-      with tf.device(parts[0].device):
-        rows.append(tf.concat([tf.reshape(tf.cast(part, work_dtype), [-1]) for part in parts], axis=0))
     with tf.device(self.ps_device):
-      gradients = tf.stack(rows)
+      # One concatenation of every replica's every variable, row after row: one
+      # copy into the (n, d) matrix (tensors move between local devices by reference;
+      # sparse gradients are made dense).
+      parts = [tf.reshape(tf.cast(tf.convert_to_tensor(value.values[replica]), work_dtype), [-1])
+               for replica in range(n) for value in per_replica]
+      gradients = tf.reshape(tf.concat(parts, axis=0), [n, sum(sizes)])
       if reduce_op == tf.distribute.ReduceOp.SUM and self.loss_scaled_by_replicas:
         gradients = gradients * n
       aggregated = self.pipeline(gradients)
