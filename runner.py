@@ -247,6 +247,12 @@ def run(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def has_initial_weights(checkpoint_path: str) -> bool:
+  """Whether a runner checkpoint holds the weights its run started from."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return any(name.startswith("initial_weights/") for name, _ in tf.train.list_variables(checkpoint_path))
+
+
 def train(flags: argparse.Namespace) -> int:
   import strategies  # pylint: disable=g-import-not-at-top
   strategies.configure_devices(flags.nb_workers, use_gpu=flags.use_gpu, reuse_gpu=flags.reuse_gpu)
@@ -294,8 +300,20 @@ def train(flags: argparse.Namespace) -> int:
   step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
   dimension = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
   strategy.pipeline.build(dimension, tf.float32)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step,
-                                   pipeline=tf.train.Checkpoint(**strategy.pipeline.variables()))
+  tracked = dict(model=model, optimizer=optimizer, step=step,
+                 pipeline=tf.train.Checkpoint(**strategy.pipeline.variables()))
+  latest = tf.train.latest_checkpoint(flags.checkpoint_dir) if flags.checkpoint_dir else None
+  # The weights the run started from, behind the study's distance from init: kept in the
+  # checkpoints while the study is on (or was, in the checkpoint resumed), so that a resumed
+  # run still measures from its first step.
+  initial_weights = None
+  resumes_initial_weights = latest is not None and has_initial_weights(latest)
+  if flags.study_period or resumes_initial_weights:
+    initial_weights = [tf.Variable(v.value, trainable=False, name=f"initial_{i}")
+                       for i, v in enumerate(model.trainable_variables)]
+    if resumes_initial_weights:
+      tracked["initial_weights"] = initial_weights
+  checkpoint = tf.train.Checkpoint(**tracked)
   manager = None
   if flags.checkpoint_dir:
     manager = tf.train.CheckpointManager(checkpoint, flags.checkpoint_dir, max_to_keep=3)
@@ -306,6 +324,13 @@ def train(flags: argparse.Namespace) -> int:
         # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).
         optimizer.learning_rate = learning_rate
       logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+  if initial_weights is not None and not resumes_initial_weights:
+    if latest:
+      logging.warning("%s holds no initial weights (saved without --study-period): the study's "
+                      "params/distance-from-init is measured from this resumed step", latest)
+    for initial, variable in zip(initial_weights, model.trainable_variables):
+      initial.assign(variable.value)
+    checkpoint.initial_weights = initial_weights
   start_step = int(step.numpy())
   if start_step >= flags.max_steps:
     logging.info("Already at step %d >= --max-steps %d: nothing to train", start_step, flags.max_steps)
@@ -401,7 +426,7 @@ def train(flags: argparse.Namespace) -> int:
   study_writer = None
   if flags.study_period:
     study_writer = StudyWriter(strategy.study, flags.study_file, summary_writer,
-                               [v.value for v in model.trainable_variables])
+                               [v.value for v in model.trainable_variables], initial_weights)
 
   def record_evaluation(at_step: int) -> dict[str, float]:
     results = evaluate()

@@ -10,6 +10,7 @@ parameter server on a cluster.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
 
 import tensorflow as tf
@@ -127,6 +128,7 @@ class GradientPipeline:
       rows = self.nb_workers if self.momentum and self.momentum_at in ("worker", "server") else 0
       self._worker_momentum = tf.Variable(tf.zeros([rows, d], dtype), trainable=False, name="worker_momentum")
       self.study.create_state()
+      self.rule.build(d, dtype)
 
   def variables(self) -> dict[str, tf.Variable]:
     """The state to checkpoint (after `build`), by name."""
@@ -134,6 +136,8 @@ class GradientPipeline:
       raise ValueError("the pipeline has no state yet: call build(d) first")
     state = {"update_momentum": self._update_momentum, "worker_momentum": self._worker_momentum,
              "step": self.study.step, "selection_counts": self.study.selection_counts}
+    # Names usable as checkpoint attributes: a chain's "centered-clipping.center" -> "rule_centered_clipping_center".
+    state.update({"rule_" + re.sub(r"\W", "_", name): variable for name, variable in self.rule.variables().items()})
     return state
 
 

@@ -29,11 +29,21 @@ class StudyWriter:
 
   def __init__(self, recorder: StudyRecorder, csv_path: str | None = None,
                summary_writer: tf.summary.SummaryWriter | None = None,
-               initial_params: Sequence[tf.Variable] | None = None):
+               initial_params: Sequence[tf.Variable] | None = None,
+               initial_values: Sequence[tf.Tensor | tf.Variable] | None = None):
+    """`initial_params`: the model's variables, for the distance from their values now,
+    or from `initial_values` (e.g. the first step's values kept in a checkpoint)."""
     self.recorder = recorder
     self.summary_writer = summary_writer
     self._params = list(initial_params) if initial_params is not None else None
-    self._initial = [tf.identity(p) for p in self._params] if self._params is not None else None
+    if initial_values is not None:
+      if self._params is None:
+        raise ValueError("initial_values given without initial_params: pass the model's variables too")
+      if [tuple(v.shape) for v in initial_values] != [tuple(p.shape) for p in self._params]:
+        raise ValueError(f"initial_values do not match initial_params in shapes: "
+                         f"{[tuple(v.shape) for v in initial_values]} vs {[tuple(p.shape) for p in self._params]}")
+    source = initial_values if initial_values is not None else self._params
+    self._initial = [tf.identity(p) for p in source] if source is not None else None
     self._selected_history: list[np.ndarray] = []
     self._last_written = -1
     self.columns = ["step", "walltime", "loss"]

@@ -269,6 +269,57 @@ def test_study_file_and_summaries(capsys, tmp_path):
   assert {"selection-rate/worker-00", "selection-rate/worker-04", "cosine/honest-defense"} <= tags
 
 
+def _study_rows(path: pathlib.Path) -> list[dict[str, float]]:
+  header, *lines = path.read_text(encoding="utf-8").splitlines()
+  columns = header[2:].split("\t")
+  return [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
+
+
+def test_resumed_study_measures_the_distance_from_the_first_step(capsys, tmp_path):
+  checkpoints, study = tmp_path / "checkpoints", tmp_path / "study.tsv"
+  common = ["--nb-workers", "3", "--study-period", "2", "--checkpoint-dir", str(checkpoints), "--no-wait"]
+  _train(capsys, *common, "--max-steps", "4", "--study-file", str(study))
+  _train(capsys, *common, "--max-steps", "8", "--study-file", str(study))
+  again = tmp_path / "again.tsv"
+  _train(capsys, "--nb-workers", "3", "--study-period", "2", "--max-steps", "8", "--no-wait",
+         "--study-file", str(again))
+  resumed, in_one_go = _study_rows(study), _study_rows(again)
+  assert [row["step"] for row in resumed] == [row["step"] for row in in_one_go] == [2, 4, 6, 8]
+  # Measured from the weights of step 0, not from the resumed step 4.
+  np.testing.assert_allclose([row["params/distance-from-init"] for row in resumed],
+                             [row["params/distance-from-init"] for row in in_one_go], rtol=1e-4)
+
+
+def test_resume_with_the_study_from_a_checkpoint_without_it(capsys, caplog, tmp_path):
+  checkpoints, study = tmp_path / "checkpoints", tmp_path / "study.tsv"
+  common = ["--nb-workers", "3", "--checkpoint-dir", str(checkpoints), "--no-wait"]
+  _train(capsys, *common, "--max-steps", "4")
+  assert not runner.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
+  status, _, err = _run(capsys, *common, "--max-steps", "6", "--study-period", "2", "--study-file", str(study))
+  assert status == 0, err[-3000:]
+  assert "holds no initial weights" in caplog.text
+  rows = _study_rows(study)
+  assert [row["step"] for row in rows] == [6]
+  assert 0 < rows[0]["params/distance-from-init"]
+  # From now on the checkpoints keep the weights of the resumed step, for later resumes.
+  assert runner.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
+
+
+def test_centered_clipping_center_is_checkpointed(capsys, tmp_path):
+  def center_after(steps: list[int], name: str) -> np.ndarray:
+    checkpoints = tmp_path / name
+    for max_steps in steps:
+      _train(capsys, "--aggregator", "centered-clipping", "--nb-workers", "3", "--nb-decl-byz-workers", "1",
+             "--max-steps", str(max_steps), "--checkpoint-dir", str(checkpoints), "--no-wait")
+    reader = tf.train.load_checkpoint(str(checkpoints))
+    return reader.get_tensor("pipeline/rule_center/.ATTRIBUTES/VARIABLE_VALUE")
+
+  resumed = center_after([2, 4], "resumed")
+  assert resumed.shape == (64 * 100 + 100 + 100 * 10 + 10,) and np.any(resumed != 0)
+  # The resumed run started from the saved center, not from zeros: as if run in one go.
+  np.testing.assert_allclose(resumed, center_after([4], "in-one-go"), rtol=1e-5, atol=1e-7)
+
+
 # Training options: each runs and evaluates to a finite loss.
 
 def _finite_run(capsys, tmp_path, *args: str) -> list[tuple[float, int, float, float]]:

@@ -80,6 +80,13 @@ class Chain(Rule):
   def upper_bound(self, n: int, f: int, d: int) -> float | None:
     return self.stages[-1].upper_bound(n, f, d)
 
+  def build(self, d: int, dtype: tf.DType = tf.float32) -> None:
+    for stage in self.stages:  # pre-aggregations keep the d coordinates
+      stage.build(d, dtype)
+
+  def variables(self) -> dict[str, tf.Variable]:
+    return {f"{stage.name}.{key}": variable for stage in self.stages for key, variable in stage.variables().items()}
+
   def resolve_args(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     per_stage: dict[str, dict[str, Any]] = {stage.name: {} for stage in self.stages}
     for key, value in kwargs.items():

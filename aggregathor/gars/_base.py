@@ -58,6 +58,18 @@ class Rule:
     self._check(n, f, **args)
     return self._aggregate_and_select(matrix, f, **args)
 
+  def build(self, d: int, dtype: tf.DType = tf.float32) -> None:
+    """Creates the rule's state for gradients of d coordinates, if it keeps any; idempotent.
+
+    Stateful rules create it on their first call otherwise; call it first to
+    restore the state from a checkpoint (see `variables`).
+    """
+    del d, dtype
+
+  def variables(self) -> dict[str, tf.Variable]:
+    """The state the rule carries between steps, by name, to checkpoint; empty for stateless rules."""
+    return {}
+
   def resolve_args(self, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The rule's arguments with defaults filled in; unknown names raise `ValueError`."""
     unknown = sorted(set(kwargs) - set(self.params))

@@ -53,6 +53,12 @@ class CenteredClipping(gars.Rule):
     if self._center is not None:
       self._center.assign(tf.zeros_like(self._center))
 
+  def build(self, d: int, dtype: tf.DType = tf.float32) -> None:
+    self._center_variable(d, dtype)
+
+  def variables(self) -> dict[str, tf.Variable]:
+    return {} if self._center is None else {"center": self._center}
+
   def _check(self, n: int, f: int, tau: float, iterations: int) -> None:
     gars.check_positive_float(self.name, "tau", tau)
     gars.check_positive_int(self.name, "iterations", iterations)

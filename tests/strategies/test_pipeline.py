@@ -281,3 +281,12 @@ def test_average_records_no_selection():
   pipeline(tf.constant([[1.], [2.], [3.]]))
   np.testing.assert_array_equal(pipeline.study.selection_counts.numpy(), [0, 0, 0])
   assert pipeline.study.step.numpy() == 1
+
+
+def test_variables_hold_the_rule_state():
+  pipeline = GradientPipeline("centered-clipping", 3, 1)
+  pipeline.build(4)
+  assert pipeline.variables()["rule_center"].shape == (4,)
+  stateless = GradientPipeline("krum", 5, 1)
+  stateless.build(4)
+  assert not [name for name in stateless.variables() if name.startswith("rule_")]

@@ -48,6 +48,24 @@ def test_reset():
   np.testing.assert_allclose(r.aggregate(ONE_DIMENSIONAL, f=1, tau=1.).numpy(), [1 / 3], rtol=1e-6)
 
 
+def test_build_creates_the_center_to_restore_before_a_call():
+  r = rule()
+  assert r.variables() == {}
+  r.build(1, tf.float32)
+  assert set(r.variables()) == {"center"}
+  r.variables()["center"].assign([1 / 3])  # as a checkpoint restore would
+  np.testing.assert_allclose(r.aggregate(ONE_DIMENSIONAL, f=1, tau=1.).numpy(), [4 / 9], rtol=1e-6)
+  with pytest.raises(ValueError, match="d=2"):
+    r.build(2, tf.float32)
+
+
+def test_chain_exposes_the_center_under_its_stage_name():
+  chain = gars.get("nnm>centered-clipping")
+  chain.build(1, tf.float32)
+  assert list(chain.variables()) == ["centered-clipping.center"]
+  assert gars.get("nnm>krum").variables() == {}
+
+
 def test_clips_the_vector_norm_not_each_coordinate():
   # From 0, (3, 4) has norm 5 and clips to (0.6, 0.8); (0.3, 0.4) is inside the radius.
   x = np.array([[3., 4.], [0.3, 0.4], [0., 0.]], np.float32)
