@@ -318,7 +318,13 @@ def train(flags: argparse.Namespace) -> int:
   if flags.checkpoint_dir:
     manager = tf.train.CheckpointManager(checkpoint, flags.checkpoint_dir, max_to_keep=3)
     if manager.latest_checkpoint:
-      checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      try:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+      except (AssertionError, ValueError, tf.errors.OpError) as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ValueError(f"cannot resume from {manager.latest_checkpoint}: it was saved by a run with another "
+                         f"model, rule or state (e.g. momentum placement, a stateful rule such as centered-clipping); "
+                         f"resume with that run's flags or pass a new --checkpoint-dir ({first_line[:600]})") from error
       if not callable(learning_rate):
         # A fixed rate is an optimizer variable, hence restored too: the command line's rate wins,
         # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).

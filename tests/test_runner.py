@@ -227,6 +227,18 @@ def test_resume_from_checkpoint(capsys, tmp_path, built_models):
     np.testing.assert_allclose(resumed_weight, weight, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("changed", [["--aggregator", "centered-clipping", "--nb-decl-byz-workers", "1"],
+                                     ["--momentum", "0.9", "--momentum-at", "worker"]])
+def test_resume_with_another_setup_is_a_clear_error(capsys, tmp_path, changed):
+  checkpoints = str(tmp_path / "checkpoints")
+  _train(capsys, "--nb-workers", "3", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints)
+  status, out, err = _run(capsys, "--nb-workers", "3", "--max-steps", "2", "--no-wait", "--checkpoint-dir",
+                          checkpoints, *changed)
+  assert status == 2 and "steps/s" not in out
+  assert "runner.py: error: cannot resume from " in err and "pass a new --checkpoint-dir" in err
+  assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-1")  # nothing overwritten
+
+
 def test_resume_keeps_the_command_line_learning_rate(capsys, tmp_path):
   checkpoints = str(tmp_path / "checkpoints")
   _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints)
