@@ -6,6 +6,7 @@ from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
 from tensorflow.python.distribute import device_util  # pylint: disable=g-direct-tensorflow-import
+from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
 
 from aggregathor import attacks, gars
 from strategies.devices import worker_devices
@@ -61,6 +62,21 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     # step is XLA-compiled on all-GPU devices (Keras' jit_compile="auto" on GPU):
     # that would skip the rule and the attack silently, so keep the merge call.
     self.extended._use_merge_call = lambda: True  # pylint: disable=protected-access
+
+  def reduce(self, reduce_op, value, axis):
+    if axis is None:
+      for per_replica in tf.nest.flatten(value):
+        if not isinstance(per_replica, value_lib.PerReplica):
+          continue
+        shapes = [tuple(v.shape) for v in per_replica.values if isinstance(v, tf.Tensor) and v.shape.is_fully_defined()]
+        if len(set(shapes)) > 1:
+          # Keras 3 reduces the first data batch across replicas to build the model
+          # (`_maybe_symbolic_build`): with an uneven split, TensorFlow's error is a bare AddN shape mismatch.
+          raise ValueError(f"cannot reduce values of different shapes across the replicas: {shapes}. With Keras "
+                           f"fit/evaluate/predict, use a batch size that is a multiple of the "
+                           f"{self.num_replicas_in_sync} workers: Keras reduces the first batch across the "
+                           f"replicas when it builds the model")
+    return super().reduce(reduce_op, value, axis)
 
   @property
   def study(self):

@@ -84,6 +84,14 @@ def test_evaluate_under_a_robust_rule_is_not_aggregated():
   assert strategy.study.step is None  # evaluate sent nothing through the rule
 
 
+@pytest.mark.parametrize("call", ["fit", "evaluate"])
+def test_batch_that_does_not_split_over_the_workers_is_a_clear_error(call):
+  # Keras reduces the first batch across replicas to build the model; 6 rows split 2, 2, 1, 1 on 4 workers.
+  model = classifier(ByzantineStrategy("average", 4, devices=cpus(4)))
+  with pytest.raises(ValueError, match=r"batch size that is a multiple of the 4 workers"):
+    getattr(model, call)(X, Y, batch_size=6, verbose=0)
+
+
 # (c) a custom training loop
 
 def test_custom_loop_matches_keras(keras_average):
