@@ -13,9 +13,10 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
   """Replaces the mean all-reduce of the gradients with one robust aggregation.
 
   Keras (`optimizer.apply_gradients`) reduces all the per-replica gradients of a
-  step in one SUM batch. Each replica's gradients are flattened into one row on
-  its own device (what a worker would send), the (n, d) matrix goes through the
-  pipeline on the parameter-server device, and the result is split back into
+  step in one SUM batch. Each replica's gradients are flattened into one row
+  (what a worker would send), the rows are concatenated in one copy on the
+  parameter-server device, the (n, d) matrix goes through the pipeline there,
+  and the result is split back into
   the variables' shapes and mirrored to the replicas. Every other reduction
   (metrics, single tensors, MEAN, integer values) stays a plain reduction.
 
