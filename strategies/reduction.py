@@ -16,9 +16,9 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
   step in one SUM batch. Each replica's gradients are flattened into one row
   (what a worker would send), the rows are concatenated in one copy on the
   parameter-server device, the (n, d) matrix goes through the pipeline there,
-  and the result is split back into
-  the variables' shapes and mirrored to the replicas. Every other reduction
-  (metrics, single tensors, MEAN, integer values) stays a plain reduction.
+  and the result is split back into the variables' shapes and mirrored to the
+  replicas. Every other reduction (metrics, single tensors, MEAN, integer
+  values) stays a plain reduction.
 
   Each replica's loss is expected to be scaled by 1/n as Keras and
   `tf.nn.compute_average_loss` do, so that the plain SUM is the mean gradient;
