@@ -9,6 +9,7 @@ fixed number of steps with momentum β at the update or at the workers
 
   python benchmarks/accuracy.py                       # every rule, 300 steps
   python benchmarks/accuracy.py --rules krum median --steps 100
+  python benchmarks/accuracy.py --attacks none        # reference: no Byzantine worker
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ DEFAULT_RULES = ["average", "krum", "multi-krum", "median", "trimmed-mean", "ave
 def main(argv=None) -> dict[tuple[str, str, str], float]:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--rules", nargs="*", default=DEFAULT_RULES)
-  parser.add_argument("--attacks", nargs="*", default=["little", "empire"])
+  parser.add_argument("--attacks", nargs="*", default=["little", "empire"],
+                      help='attack names; "none" for a reference column without Byzantine workers')
   parser.add_argument("--momentum-at", nargs="*", default=["update", "worker"])
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--momentum", type=float, default=0.9)
@@ -50,7 +52,8 @@ def main(argv=None) -> dict[tuple[str, str, str], float]:
                                            "eval-batch-size": 50 * NB_WORKERS})
   experiment.load()
   results = {}
-  print(f"MNIST, MLP 784-100-10, n={NB_WORKERS}, f={F} real attackers, {flags.steps} steps, per-worker batch "
+  print(f"MNIST, MLP 784-100-10, n={NB_WORKERS}, f={F} declared and real attackers (none in a \"none\" column), "
+        f"{flags.steps} steps, per-worker batch "
         f"{flags.batch_size}, SGD lr {flags.learning_rate}, momentum {flags.momentum}; final test accuracy")
   columns = [(attack, place) for attack in flags.attacks for place in flags.momentum_at]
   print(f"{'rule':<18}" + "".join(f"{attack + '/' + place:>16}" for attack, place in columns))
@@ -58,7 +61,8 @@ def main(argv=None) -> dict[tuple[str, str, str], float]:
     row = []
     for attack, place in columns:
       keras.utils.set_random_seed(0)
-      strategy = strategies.ByzantineStrategy(rule, NB_WORKERS, F, F, attack, momentum=flags.momentum,
+      attackers, attack_name = (0, None) if attack == "none" else (F, attack)
+      strategy = strategies.ByzantineStrategy(rule, NB_WORKERS, F, attackers, attack_name, momentum=flags.momentum,
                                               momentum_at=place)
       with strategy.scope():
         model = experiment.build_model()
