@@ -54,12 +54,16 @@ class GradientPipeline:
     self.nb_decl_byz_workers = nb_decl_byz_workers
     self.nb_real_byz_workers = nb_real_byz_workers
     self.rule = gars.get(aggregator)
-    self.aggregator_args = self.rule.resolve_args(dict(aggregator_args or {}))
-    self.rule.check(nb_workers, nb_decl_byz_workers, **(aggregator_args or {}))
+    # As given: the rule resolves them on each call (a chain's resolved form is per stage).
+    self.aggregator_args = dict(aggregator_args or {})
+    self.rule.check(nb_workers, nb_decl_byz_workers, **self.aggregator_args)
     self.attack = None if attack is None else attacks.get(attack)
     self.attack_args = {} if self.attack is None else self.attack.resolve_args(dict(attack_args or {}))
     if self.attack is None and attack_args:
       raise ValueError(f"attack arguments {sorted(attack_args)} given without an attack")
+    if "gar_args" in self.attack_args and self.attack_args["gar_args"] is None:
+      # An omniscient attack that searches against the rule knows the rule's arguments too.
+      self.attack_args["gar_args"] = dict(self.aggregator_args)
     if self.attack is not None:
       self.attack.check(nb_workers, nb_real_byz_workers, nb_decl_byz_workers, **self.attack_args)
     self.momentum = float(momentum)

@@ -377,6 +377,12 @@ def test_label_flip(capsys, tmp_path):
               "--aggregator", "median", "--nb-decl-byz-workers", "1")
 
 
+def test_chain_with_stage_argument_under_a_searching_attack(capsys, tmp_path):
+  _finite_run(capsys, tmp_path, "--aggregator", "nnm>multi-krum", "--aggregator-args", "m:3", "--nb-workers", "7",
+              "--nb-decl-byz-workers", "1", "--nb-real-byz-workers", "1", "--attack", "optimal-little",
+              "--attack-args", "points:3", "rounds:1")
+
+
 def test_local_steps(capsys, tmp_path):
   _finite_run(capsys, tmp_path, "--nb-workers", "3", "--local-steps", "2")
 

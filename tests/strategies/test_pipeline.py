@@ -49,6 +49,23 @@ def test_krum_selection(mode):
   assert pipeline.study.step.numpy() == 1
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("m, expected, kept", [(2, 1., 2), (5, .8, 5)])
+def test_chain_with_stage_arguments(mode, m, expected, kept):
+  # Clipped at norm 1, the rows are 0, 1, 1, 1, 1; multi-krum (n=5, f=1) ranks the four 1s first.
+  pipeline = GradientPipeline("clipping>multi-krum", 5, 1, aggregator_args={"threshold": 1.0, "multi-krum.m": m})
+  np.testing.assert_allclose(runner(pipeline, mode)([[0.], [2.], [3.], [4.], [20.]]), [expected])
+  assert pipeline.study.selected.numpy().sum() == kept
+
+
+def test_searching_attack_defaults_to_the_rule_arguments():
+  pipeline = GradientPipeline("multi-krum", 7, 1, 1, "optimal-little", aggregator_args={"m": 3})
+  assert pipeline.attack_args["gar_args"] == {"m": 3}
+  given = GradientPipeline("multi-krum", 7, 1, 1, "optimal-little", aggregator_args={"m": 3},
+                           attack_args={"gar_args": {"m": 2}})
+  assert given.attack_args["gar_args"] == {"m": 2}
+
+
 # Simulated attack: the last f_real rows are replaced
 
 @pytest.mark.parametrize("mode", MODES)
