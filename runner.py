@@ -250,7 +250,11 @@ def run(argv: Sequence[str] | None = None) -> int:
 def has_initial_weights(checkpoint_path: str) -> bool:
   """Whether a runner checkpoint holds the weights its run started from."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return any(name.startswith("initial_weights/") for name, _ in tf.train.list_variables(checkpoint_path))
+  try:
+    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
+  except tf.errors.OpError:
+    return False  # unreadable: the restore that follows says so
+  return any(name.startswith("initial_weights/") for name in names)
 
 
 def train(flags: argparse.Namespace) -> int:
@@ -320,7 +324,13 @@ def train(flags: argparse.Namespace) -> int:
     if manager.latest_checkpoint:
       try:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-      except (AssertionError, ValueError, tf.errors.OpError) as error:
+      except (tf.errors.OpError, IndexError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(f"cannot read {manager.latest_checkpoint}, truncated or corrupt ({first_line[:300]}); "
+                         f"point the 'checkpoint' file in {flags.checkpoint_dir} to an earlier one "
+                         f"({', '.join(os.path.basename(p) for p in manager.checkpoints[:-1]) or 'none kept'}), "
+                         f"or pass a new --checkpoint-dir") from error
+      except (AssertionError, ValueError) as error:
         first_line = str(error).strip().splitlines()[0]
         raise ValueError(f"cannot resume from {manager.latest_checkpoint}: it was saved by a run with another "
                          f"model, rule or state (e.g. momentum placement, a stateful rule such as centered-clipping); "

@@ -239,6 +239,18 @@ def test_resume_with_another_setup_is_a_clear_error(capsys, tmp_path, changed):
   assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-1")  # nothing overwritten
 
 
+def test_corrupt_checkpoint_is_a_clear_error_naming_the_earlier_ones(capsys, tmp_path):
+  checkpoints = tmp_path / "checkpoints"
+  common = ["--nb-workers", "3", "--no-wait", "--checkpoint-dir", str(checkpoints), "--checkpoint-delta", "1"]
+  _train(capsys, *common, "--max-steps", "2")
+  (data,) = checkpoints.glob("ckpt-2.data-*")
+  data.write_bytes(data.read_bytes()[:100])  # truncated, as by a full disk
+  status, out, err = _run(capsys, *common, "--max-steps", "3")
+  assert status == 2 and "steps/s" not in out
+  assert f"runner.py: error: cannot read {checkpoints / 'ckpt-2'}, truncated or corrupt" in err
+  assert "to an earlier one (ckpt-1)" in err
+
+
 def test_resume_keeps_the_command_line_learning_rate(capsys, tmp_path):
   checkpoints = str(tmp_path / "checkpoints")
   _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints)
