@@ -57,13 +57,26 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     work_dtype = tf.float64 if tf.float64 in dtypes else tf.float32
     shapes = [value.values[0].shape for value in per_replica]
     sizes = [shape.num_elements() for shape in shapes]
+    devices = [per_replica[0].values[replica].device for replica in range(n)]
+
+    def flat_parts(replica: int) -> list[tf.Tensor]:
+      # Sparse gradients (IndexedSlices) are made dense.
+      return [tf.reshape(tf.cast(tf.convert_to_tensor(value.values[replica]), work_dtype), [-1])
+              for value in per_replica]
+
     with tf.device(self.ps_device):
-      # One concatenation of every replica's every variable, row after row: one
-      # copy into the (n, d) matrix (tensors move between local devices by reference;
-      # sparse gradients are made dense).
-      parts = [tf.reshape(tf.cast(tf.convert_to_tensor(value.values[replica]), work_dtype), [-1])
-               for replica in range(n) for value in per_replica]
-      gradients = tf.reshape(tf.concat(parts, axis=0), [n, sum(sizes)])
+      if all(_on_host(device) for device in devices):
+        # Tensors move between this host's CPU devices by reference: one
+        # concatenation of every part, row after row, is the only copy.
+        parts = [part for replica in range(n) for part in flat_parts(replica)]
+        gradients = tf.reshape(tf.concat(parts, axis=0), [n, sum(sizes)])
+      else:
+        # From accelerators, one transfer per worker: each row is assembled on its device.
+        rows = []
+        for replica, device in enumerate(devices):
+          with tf.device(device):
+            rows.append(tf.concat(flat_parts(replica), axis=0))
+        gradients = tf.stack(rows)
       if reduce_op == tf.distribute.ReduceOp.SUM and self.loss_scaled_by_replicas:
         gradients = gradients * n
       aggregated = self.pipeline(gradients)
@@ -85,3 +98,8 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     devices = cross_device_ops.get_devices_from(destinations, self._canonicalize_devices)
     copies = [cross_device_utils.copy_tensor_or_indexed_slices_to_device(tensor, device) for device in devices]
     return distribute_utils.regroup(copies, wrap_class=value_lib.Mirrored)
+
+
+def _on_host(device: str) -> bool:
+  """Whether a tensor on `device` lives in this host's memory (CPU), by its device name."""
+  return tf.DeviceSpec.from_string(device or "/device:CPU:0").device_type in (None, "CPU")
