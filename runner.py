@@ -247,6 +247,12 @@ def run(argv: Sequence[str] | None = None) -> int:
   return 0
 
 
+def first_line(error: BaseException) -> str:
+  """An exception's first message line (its type's name when it has no message), for a one-line error."""
+  message = str(error).strip()
+  return message.splitlines()[0] if message else type(error).__name__
+
+
 def has_initial_weights(checkpoint_path: str) -> bool:
   """Whether a runner checkpoint holds the weights its run started from."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -321,25 +327,24 @@ def train(flags: argparse.Namespace) -> int:
   manager = None
   if flags.checkpoint_dir:
     manager = tf.train.CheckpointManager(checkpoint, flags.checkpoint_dir, max_to_keep=3)
-    if manager.latest_checkpoint:
+    if latest:
       try:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        checkpoint.restore(latest).assert_existing_objects_matched()
       except (tf.errors.OpError, IndexError) as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(f"cannot read {manager.latest_checkpoint}, truncated or corrupt ({first_line[:300]}); "
+        raise ValueError(f"cannot read {latest}, truncated or corrupt ({first_line(error)[:300]}); "
                          f"point the 'checkpoint' file in {flags.checkpoint_dir} to an earlier one "
                          f"({', '.join(os.path.basename(p) for p in manager.checkpoints[:-1]) or 'none kept'}), "
                          f"or pass a new --checkpoint-dir") from error
       except (AssertionError, ValueError) as error:
-        first_line = str(error).strip().splitlines()[0]
-        raise ValueError(f"cannot resume from {manager.latest_checkpoint}: it was saved by a run with another "
+        raise ValueError(f"cannot resume from {latest}: it was saved by a run with another "
                          f"model, rule or state (e.g. momentum placement, a stateful rule such as centered-clipping); "
-                         f"resume with that run's flags or pass a new --checkpoint-dir ({first_line[:600]})") from error
+                         f"resume with that run's flags or pass a new --checkpoint-dir ({first_line(error)[:600]})"
+                         ) from error
       if not callable(learning_rate):
         # A fixed rate is an optimizer variable, hence restored too: the command line's rate wins,
         # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).
         optimizer.learning_rate = learning_rate
-      logging.info("Resumed from %s at step %d", manager.latest_checkpoint, int(step.numpy()))
+      logging.info("Resumed from %s at step %d", latest, int(step.numpy()))
   if initial_weights is not None and not resumes_initial_weights:
     if latest:
       logging.warning("%s holds no initial weights (saved without --study-period): the study's "
