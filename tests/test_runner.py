@@ -264,18 +264,23 @@ def test_resume_keeps_the_command_line_learning_rate(capsys, tmp_path):
 
 # Study metrics.
 
+def _study_table(path: pathlib.Path) -> tuple[list[str], list[dict[str, float]]]:
+  """The study CSV's columns (from its '# ' header line) and its rows, by column."""
+  header, *lines = path.read_text(encoding="utf-8").splitlines()
+  assert header.startswith("# ")
+  columns = header[2:].split("\t")
+  return columns, [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
+
+
 def test_study_file_and_summaries(capsys, tmp_path):
   study, summaries = tmp_path / "study.tsv", tmp_path / "runs"
   _train(capsys, "--aggregator", "krum", "--nb-workers", "5", "--nb-decl-byz-workers", "1", "--nb-real-byz-workers",
          "1", "--attack", "nan", "--max-steps", "6", "--study-period", "2", "--study-file", str(study),
          "--summary-dir", str(summaries), "--no-wait")
-  header, *lines = study.read_text(encoding="utf-8").splitlines()
-  assert header.startswith("# ")
-  columns = header[2:].split("\t")
+  columns, rows = _study_table(study)
   assert columns[:3] == ["step", "walltime", "loss"]
   assert columns[-5:] == [f"selected/worker-{i:02d}" for i in range(5)]
   assert "cosine/honest-attack" in columns and "params/distance-from-init" in columns
-  rows = [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
   assert [row["step"] for row in rows] == [2, 4, 6]
   for row in rows:
     selected = [row[f"selected/worker-{i:02d}"] for i in range(5)]
@@ -293,12 +298,6 @@ def test_study_file_and_summaries(capsys, tmp_path):
   assert {"selection-rate/worker-00", "selection-rate/worker-04", "cosine/honest-defense"} <= tags
 
 
-def _study_rows(path: pathlib.Path) -> list[dict[str, float]]:
-  header, *lines = path.read_text(encoding="utf-8").splitlines()
-  columns = header[2:].split("\t")
-  return [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
-
-
 def test_resumed_study_measures_the_distance_from_the_first_step(capsys, tmp_path):
   checkpoints, study = tmp_path / "checkpoints", tmp_path / "study.tsv"
   common = ["--nb-workers", "3", "--study-period", "2", "--checkpoint-dir", str(checkpoints), "--no-wait"]
@@ -307,7 +306,7 @@ def test_resumed_study_measures_the_distance_from_the_first_step(capsys, tmp_pat
   again = tmp_path / "again.tsv"
   _train(capsys, "--nb-workers", "3", "--study-period", "2", "--max-steps", "8", "--no-wait",
          "--study-file", str(again))
-  resumed, in_one_go = _study_rows(study), _study_rows(again)
+  resumed, in_one_go = _study_table(study)[1], _study_table(again)[1]
   assert [row["step"] for row in resumed] == [row["step"] for row in in_one_go] == [2, 4, 6, 8]
   # Measured from the weights of step 0, not from the resumed step 4.
   np.testing.assert_allclose([row["params/distance-from-init"] for row in resumed],
@@ -322,7 +321,7 @@ def test_resume_with_the_study_from_a_checkpoint_without_it(capsys, caplog, tmp_
   status, _, err = _run(capsys, *common, "--max-steps", "6", "--study-period", "2", "--study-file", str(study))
   assert status == 0, err[-3000:]
   assert "holds no initial weights" in caplog.text
-  rows = _study_rows(study)
+  _, rows = _study_table(study)
   assert [row["step"] for row in rows] == [6]
   assert 0 < rows[0]["params/distance-from-init"]
   # From now on the checkpoints keep the weights of the resumed step, for later resumes.
@@ -375,9 +374,7 @@ def test_gradient_clip(capsys, tmp_path):
   study = tmp_path / "study.tsv"
   _finite_run(capsys, tmp_path, "--nb-workers", "3", "--gradient-clip", "0.01", "--study-period", "1",
               "--study-file", str(study))
-  header, *lines = study.read_text(encoding="utf-8").splitlines()
-  columns = header[2:].split("\t")
-  rows = [dict(zip(columns, map(float, line.split("\t")), strict=True)) for line in lines]
+  _, rows = _study_table(study)
   assert len(rows) == 3
   for row in rows:
     # What the workers computed is far above the clip; what they send is at it.

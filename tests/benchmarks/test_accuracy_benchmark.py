@@ -6,7 +6,6 @@ In a subprocess, as users run it: the benchmark splits the CPU into its own 11 w
 from __future__ import annotations
 
 import pathlib
-import re
 import subprocess
 import sys
 
