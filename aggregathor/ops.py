@@ -115,40 +115,6 @@ def sort_coordinates(gradients: tf.Tensor) -> tf.Tensor:
   return tf.stack(sorted_rows(gradients))
 
 
-def median_of_sorted(sorted_gradients: tf.Tensor) -> tf.Tensor:
-  """Coordinate-wise median of column-sorted rows: the mean of the two middle ones when n is even."""
-  n = sorted_gradients.shape[0]
-  upper = sorted_gradients[n // 2]
-  if n % 2:
-    return upper
-  return (sorted_gradients[n // 2 - 1] + upper) / 2
-
-
-def mean_of_closest_sorted(sorted_gradients: tf.Tensor, center: tf.Tensor, k: int) -> tf.Tensor:
-  """Per coordinate, the mean of the k values closest to `center`, from column-sorted rows.
-
-  The k values closest to a point form a contiguous window of the sorted column:
-  each of the n-k+1 windows costs the farther of its two ends from the center, and
-  the cheapest window is summed through a row mask (no prefix sums, which would
-  cancel catastrophically next to a huge Byzantine value). All ops are row-wise,
-  so the work stays O(n d) after the sort. Windows holding a non-finite value cost
-  +inf and are never chosen while at most n-k values are non-finite.
-  """
-  n = sorted_gradients.shape[0]
-  if not 1 <= k <= n:
-    raise ValueError(f"expected 1 <= k <= n values to average, got k={k}, n={n}")
-  if k == n:
-    return tf.reduce_mean(sorted_gradients, axis=0)
-  lows = sorted_gradients[: n - k + 1]
-  highs = sorted_gradients[k - 1:]
-  costs = tf.maximum(center[None] - lows, highs - center[None])
-  costs = tf.where(tf.math.is_nan(costs), tf.constant(np.inf, costs.dtype), costs)
-  start = tf.argmin(costs, axis=0, output_type=tf.int32)[None]
-  rows = tf.range(n, dtype=tf.int32)[:, None]
-  in_window = tf.logical_and(rows >= start, rows < start + k)
-  return tf.reduce_sum(tf.where(in_window, sorted_gradients, tf.zeros_like(sorted_gradients)), axis=0) / k
-
-
 def row_norms(gradients: tf.Tensor) -> tf.Tensor:
   """(n,) L2 norms of the rows, without spurious overflow; +inf for a row holding a non-finite value.
 
@@ -252,7 +218,7 @@ def sum_of_rows(rows: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def median_of_rows(sorted_list: Sequence[tf.Tensor]) -> tf.Tensor:
-  """`median_of_sorted` on the rows of `sorted_rows`: the middle one, or the mean of the two middle ones."""
+  """The coordinate-wise median of the rows of `sorted_rows`: the middle one, or the mean of the two middle ones."""
   n = len(sorted_list)
   if n % 2:
     return sorted_list[n // 2]
@@ -260,32 +226,31 @@ def median_of_rows(sorted_list: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def sum_of_closest_rows(sorted_list: Sequence[tf.Tensor], center: tf.Tensor, k: int) -> tf.Tensor:
-  """`mean_of_closest_sorted` on the rows of `sorted_rows`, times k: the sum of the k values closest to `center`.
+  """Per coordinate, the sum of the k values closest to `center`, from the rows of `sorted_rows`.
 
-  The same contiguous windows, costs and choice (the first cheapest window; a
-  window holding a non-finite value costs +inf), computed row by row so that it
-  stays elementwise. Left as a sum so that the caller divides by k (see `fused`).
+  The k values closest to a point form a contiguous window of the sorted column,
+  and the window starts at the number of i in [0, n-k) with
+  center - s_i > s_{i+k} - center: sliding the window one step, from [i, i+k) to
+  [i+1, i+k+1), trades s_i for s_{i+k}, and pays when s_{i+k} is strictly closer.
+  Both sides are monotone in i, so the count is where sliding stops paying.
+  Exact with repeated values (a repeat never stands in for a closer value), and
+  a tie in distance keeps the smaller value. Non-finite values, +inf after the
+  sort, are never slid in while the center is finite. Every op is elementwise on
+  the rows, so under XLA (see `fused`) it stays one pass; no prefix sums, which
+  would cancel catastrophically next to a huge Byzantine value. Left as a sum so
+  that the caller divides by k.
   """
   n = len(sorted_list)
   if not 1 <= k <= n:
     raise ValueError(f"expected 1 <= k <= n values to average, got k={k}, n={n}")
   if k == n:
     return sum_of_rows(sorted_list)
-  inf = tf.constant(np.inf, sorted_list[0].dtype)
-  best_cost, best_start = None, None
-  for start in range(n - k + 1):
-    cost = tf.maximum(center - sorted_list[start], sorted_list[start + k - 1] - center)
-    cost = tf.where(tf.math.is_nan(cost), inf, cost)
-    if best_cost is None:
-      best_cost, best_start = cost, tf.zeros(tf.shape(cost), tf.int32)
-    else:
-      cheaper = cost < best_cost  # strict: ties keep the first window, like argmin
-      best_cost = tf.where(cheaper, cost, best_cost)
-      best_start = tf.where(cheaper, tf.fill(tf.shape(cost), start), best_start)
+  start = sum_of_rows([tf.cast(center - sorted_list[i] > sorted_list[i + k] - center, tf.int32)
+                       for i in range(n - k)])
   zero = tf.zeros_like(sorted_list[0])
   # Rows n-k to k-1 are in every window: no mask (the same sum, with fewer ops per coordinate).
   in_window = [value if n - k <= row < k else
-               tf.where(tf.logical_and(best_start <= row, best_start > row - k), value, zero)
+               tf.where(tf.logical_and(start <= row, start > row - k), value, zero)
                for row, value in enumerate(sorted_list)]
   return sum_of_rows(in_window)
 

@@ -13,7 +13,8 @@ class AveragedMedian(gars.Rule):
 
   Xie, Koyejo, Gupta, "Generalized Byzantine-tolerant SGD", arXiv:1802.10116,
   2018. The median is the coordinate-wise one (the mean of the two middle
-  values when n is even). Needs n >= 2f + 1. NaN and ±inf sort past every
+  values when n is even); of two values equally far from it, the smaller one is
+  kept (see `ops.sum_of_closest_rows`). Needs n >= 2f + 1. NaN and ±inf sort past every
   finite value: with at most f of them per coordinate the median is finite and
   they are farther from it than any n-f finite values, so the output stays finite.
   """

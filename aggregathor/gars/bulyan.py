@@ -18,7 +18,8 @@ class Bulyan(gars.Rule):
   theta = n-2f gradients one at a time, each pick leaving the pool; on a pool of
   p gradients a score sums the squared distances to the p-f-2 closest others
   (none once p-f-2 <= 0). Then, per coordinate, the output is the mean of the
-  beta = theta-2f selected values closest to their median. Needs n >= 4f + 3.
+  beta = theta-2f selected values closest to their median (of two equally far,
+  the smaller). Needs n >= 4f + 3.
   A gradient with a non-finite coordinate is at +inf from all, so it is picked
   only after every finite-score gradient. Tied Krum scores, which always occur
   in the last picks when f <= 2 (p-f-2 is then 1 or 0), go to the gradient with

@@ -13,8 +13,9 @@ class Phocas(gars.Rule):
 
   Xie, Koyejo, Gupta, "Phocas: dimensional Byzantine-resilient stochastic
   gradient descent", arXiv:1805.09682, 2018, with trimming b = f (the trimmed
-  mean drops the f largest and f smallest values per coordinate). Needs
-  n >= 2f + 1. NaN and ±inf sort past every finite value: with at most f of
+  mean drops the f largest and f smallest values per coordinate); of two values
+  equally far from it, the smaller one is kept (see `ops.sum_of_closest_rows`).
+  Needs n >= 2f + 1. NaN and ±inf sort past every finite value: with at most f of
   them per coordinate the trimmed mean is finite and they are never among the
   n-f values averaged, so the output stays finite.
   """

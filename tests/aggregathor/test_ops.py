@@ -66,16 +66,49 @@ def test_median_of_rows():
   np.testing.assert_array_equal(ops.median_of_rows(rows[:3]).numpy(), [2., 20.])
 
 
+def closest_values_sum(column: np.ndarray, center, k: int):
+  """Brute force: the sum of the k values of `column` closest to `center`, ties in distance to the smaller value."""
+  column = np.where(np.isfinite(column), column, inf).astype(column.dtype)
+  distances = np.abs(column - center)  # the same rounding as center - s and s - center
+  order = np.lexsort((column, distances))  # by distance, then by value
+  return np.sum(column[order[:k]], dtype=np.float64)
+
+
 def test_sum_of_closest_rows_picks_the_window_nearest_the_center():
   # Sorted columns (1, 2, 3, 10, inf) and (0, 5, 6, 7, 100); the 3 values closest to 3 and to 6.
   rows = [tf.constant([v, w]) for v, w in [(1., 0.), (2., 5.), (3., 6.), (10., 7.), (inf, 100.)]]
   np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([3., 6.]), 3).numpy(), [6., 18.])
   # A window with +inf is never chosen, even when the center is past every finite value.
   np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([1e30, 0.]), 4).numpy(), [16., 18.])
-  # Equally close windows: the first one, like argmin (1, 2 rather than 2, 3 around 2).
+  # A tie in distance keeps the smaller value (1, 2 rather than 2, 3 around 2).
   np.testing.assert_array_equal(ops.sum_of_closest_rows(rows, tf.constant([2., 0.]), 2).numpy(), [3., 5.])
   with pytest.raises(ValueError, match="1 <= k <= n"):
     ops.sum_of_closest_rows(rows, tf.constant([0., 0.]), 6)
+
+
+def test_sum_of_closest_rows_with_a_repeated_value():
+  # Around 0.9, the 4 closest of (0, 0, 0.9, 1, 1.5) are one 0, 0.9, 1 and 1.5 (0.6 away, closer than the second
+  # 0). The windows (0, 0, 0.9, 1) and (0, 0.9, 1, 1.5) have equally far ends (0, 0.9 away): choosing by the
+  # farther end kept the repeated 0 instead of 1.5.
+  rows = [tf.constant([v], tf.float64) for v in (0., 0., 0.9, 1., 1.5)]
+  np.testing.assert_allclose(ops.sum_of_closest_rows(rows, tf.constant([0.9], tf.float64), 4).numpy(), [3.4])
+
+
+@pytest.mark.parametrize("n", [2, 5, 8, 13, ops.SORTING_NETWORK_MAX_ROWS + 3])
+def test_sum_of_closest_rows_matches_brute_force_with_many_repeats(n):
+  rng = np.random.default_rng(n)
+  # Few distinct values, many exact zeros and repeats, some non-finite; the centers hit values and midpoints.
+  x = rng.choice(np.array([0., 0., 0., 0.5, 1., 1., 2., -1., -3., 7., inf], np.float32), size=(n, 400))
+  x[:, :100] = np.sort(rng.normal(size=(n, 100)).astype(np.float32).round(1), axis=0)
+  x = np.sort(np.where(np.isfinite(x), x, inf), axis=0).astype(np.float32)
+  centers = rng.choice(np.array([0., 0.25, 0.5, 1., -1., 1.5, 3.], np.float32), size=400)
+  rows = [tf.constant(row) for row in x]
+  for k in range(1, n + 1):
+    finite = np.isfinite(x).sum(axis=0) >= k  # the reference's sum is +inf elsewhere, and so is the rule's
+    expected = np.array([closest_values_sum(x[:, j], centers[j], k) for j in range(x.shape[1])])
+    got = ops.sum_of_closest_rows(rows, tf.constant(centers), k).numpy()
+    np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-6, atol=1e-4, err_msg=f"k={k}")  # float32 sums of up to 67 values
+    assert np.isinf(got[~finite]).all()
 
 
 def test_column_sums_adds_an_elementwise_function_of_each_row():
@@ -118,3 +151,50 @@ def test_fused_rule_nested_in_tf_function_and_in_a_replica(name):
   outputs = strategy.run(tf.function(lambda: rule.aggregate(x, f)))
   for output in strategy.experimental_local_results(outputs):
     np.testing.assert_array_equal(output.numpy(), expected)
+
+
+def closest_values_reference(name: str, x: np.ndarray, f: int, mask: np.ndarray | None) -> np.ndarray:
+  """Brute force of a rule whose last step averages the values closest to a center, column by column."""
+  if name == "bulyan":  # the last step, on the rows the rule selected
+    x = x[mask.astype(bool)]
+    k = x.shape[0] - 2 * f
+  else:
+    k = x.shape[0] - f
+  s = np.sort(np.where(np.isfinite(x), x, inf), axis=0).astype(x.dtype)
+  n = s.shape[0]
+  if name == "phocas":  # the f-trimmed mean, rounded as the rule rounds it
+    total = s[f]
+    for row in s[f + 1:n - f]:
+      total = total + row
+    centers = total * x.dtype.type(1 / (n - 2 * f))
+  else:
+    centers = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / x.dtype.type(2)
+  return np.array([closest_values_sum(s[:, j], centers[j], k) for j in range(s.shape[1])]) / k
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize("name,n,f", [("averaged-median", 5, 1), ("averaged-median", 12, 3), ("phocas", 7, 2),
+                                      ("phocas", 10, 4), ("bulyan", 11, 2), ("bulyan", 15, 3),
+                                      ("averaged-median", ops.SORTING_NETWORK_MAX_ROWS + 3, 20)])
+def test_closest_value_rules_match_brute_force_with_repeats_and_zeros(name, n, f, fuse, monkeypatch):
+  # A mimic attacker repeats an honest row, sparse gradients hold exact zeros: the repeated value must never
+  # stand in for a closer one, in the XLA pass (fuse) or the plain ops.
+  rng = np.random.default_rng(n * 10 + f)
+  d = 600
+  x = rng.choice(np.array([0., 0., 0., 0., 1., -1., 0.5, 2., 3.], np.float32), size=(n, d))
+  x[:, :200] = rng.normal(size=(n, 200)).round(1)
+  x[:f] = x[f]  # f copies of one worker
+  x[-1, ::5] = np.nan  # a non-finite value in some columns
+  monkeypatch.setattr(ops, "FUSE_MIN_SIZE", 1 if fuse else 1 << 62)
+  rule = gars.get(name)
+  if rule.selects:
+    out, mask = rule.aggregate_and_select(x, f=f)
+    mask = mask.numpy()
+  else:
+    out, mask = rule.aggregate(x, f=f), None
+  np.testing.assert_allclose(out.numpy(), closest_values_reference(name, x, f, mask), rtol=1e-6, atol=1e-5)
+
+
+def test_averaged_median_of_the_issue_example():
+  x = np.array([[0.], [0.], [0.9], [1.], [1.5]], np.float64)
+  np.testing.assert_allclose(gars.get("averaged-median").aggregate(x, f=1).numpy(), [0.85])
