@@ -20,7 +20,7 @@ class OptimalEmpire(LineSearch):
   rule's output and the honest mean, as the "optimal" attack variants of
   El-Mhamdi, Guerraoui, Rouault, "Distributed Momentum for Byzantine-resilient
   Stochastic Gradient Descent", ICLR 2021, do. The plain attack's default
-  epsilon (1.1) is also tried. The rule gets f_decl; n is honest + f_real. The
+  epsilon (0.1) is also tried. The rule gets f_decl; n is honest + f_real. The
   search is described in `LineSearch`; it also runs inside `tf.function`.
 
   Args:

@@ -17,7 +17,11 @@ def clip_rows(gradients: tf.Tensor, threshold: float | tf.Tensor, norms: tf.Tens
   `ops.row_norms(gradients)`.
   """
   norms = ops.row_norms(gradients) if norms is None else norms
-  threshold = tf.cast(threshold, gradients.dtype)
+  # A Python number goes straight to the gradients' dtype: tf.cast would first round it to float32.
+  if isinstance(threshold, (tf.Tensor, tf.Variable)):
+    threshold = tf.cast(threshold, gradients.dtype)
+  else:
+    threshold = tf.constant(threshold, gradients.dtype)
   # An unclipped row is multiplied by exactly 1, so it comes back bit for bit.
   factors = tf.where(norms > threshold, threshold / norms, tf.ones_like(norms))
   usable = tf.math.is_finite(norms)[:, None]

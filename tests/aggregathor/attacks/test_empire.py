@@ -10,8 +10,14 @@ from aggregathor import attacks
 HONEST = np.array([[1., 2.], [3., 6.]])  # mean (2, 4)
 
 
-def test_default_epsilon_is_1_1():
-  np.testing.assert_allclose(attacks.get("empire")(HONEST, 2, 2).numpy(), [[-2.2, -4.4]] * 2, rtol=1e-12)
+def test_default_is_the_distributed_momentum_papers_setting():
+  # El-Mhamdi et al. (ICLR 2021) send mean + 1.1 * (-mean) = -0.1 * mean: epsilon = 0.1.
+  mean = HONEST.mean(axis=0)
+  np.testing.assert_allclose(attacks.get("empire")(HONEST, 2, 2).numpy(), [mean + 1.1 * -mean] * 2, rtol=1e-12)
+
+
+def test_factor_is_xie_et_al_epsilon():
+  np.testing.assert_allclose(attacks.get("empire")(HONEST, 1, 1, factor=1.1).numpy(), [[-2.2, -4.4]], rtol=1e-12)
 
 
 def test_small_epsilon():

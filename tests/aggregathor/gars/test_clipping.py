@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from aggregathor import gars
-from aggregathor.gars.clipping import Clipping
+from aggregathor.gars.clipping import Clipping, clip_rows
 
 
 def test_hand_computed():
@@ -17,6 +17,15 @@ def test_hand_computed():
   out = Clipping().transform(x, f=0, threshold=1.).numpy()
   np.testing.assert_allclose(out, [[.6, .8], [.3, .4], [0., 0.], [0., 0.], [0., 0.], [0., -1.]])
   np.testing.assert_array_equal(out[1], x[1])  # below the threshold: unchanged, bit for bit
+
+
+def test_float64_rows_are_clipped_at_the_float64_threshold():
+  # 0.1 rounded to float32 is 0.10000000149: clipping at it would be off by 1.5e-8 relative.
+  x = np.array([[3., 4.], [0., 1e-3]], np.float64)
+  out = Clipping().transform(x, f=0, threshold=0.1).numpy()
+  np.testing.assert_array_equal(out, [[0.1 / 5 * 3, 0.1 / 5 * 4], [0., 1e-3]])
+  tensor_threshold = clip_rows(tf.constant(x), tf.constant(0.1, tf.float64)).numpy()
+  np.testing.assert_array_equal(tensor_threshold, out)
 
 
 def test_huge_finite_rows_keep_their_direction():
