@@ -9,7 +9,7 @@ from tensorflow.python.distribute import device_util  # pylint: disable=g-direct
 from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
 
 from aggregathor import attacks, gars
-from strategies.devices import worker_devices
+from strategies.devices import default_worker_devices
 from strategies.pipeline import GradientPipeline
 from strategies.reduction import RobustReduction
 
@@ -38,8 +38,9 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     clip: L2 norm at which the honest gradients are clipped (None: no clipping).
     study_period: record the study metrics every that many steps (0: never);
       see `strategies.StudyWriter` and `strategies.StudyCallback`.
-    devices: the worker devices (default: one logical device per worker, see
-      `strategies.configure_devices`). ps_device: the parameter server's device.
+    devices: the worker devices (default: one logical device per worker, GPUs
+      when there are enough, else CPUs; before TensorFlow's runtime starts, the
+      CPU is split into nb_workers devices, see `strategies.configure_devices`). ps_device: the parameter server's device.
   """
 
   def __init__(self, aggregator: str | gars.Rule, nb_workers: int, nb_decl_byz_workers: int = 0,
@@ -52,7 +53,7 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     pipeline = GradientPipeline(aggregator, nb_workers, nb_decl_byz_workers, nb_real_byz_workers, attack,
                                 aggregator_args, attack_args, momentum=momentum, momentum_at=momentum_at,
                                 dampening=dampening, clip=clip, study_period=study_period)
-    devices = list(devices) if devices is not None else worker_devices(nb_workers)
+    devices = list(devices) if devices is not None else default_worker_devices(nb_workers)
     # Canonical names, so that "/cpu:0" and its full name count as the same device.
     if len(devices) != nb_workers or len({device_util.canonicalize(device) for device in devices}) != nb_workers:
       raise ValueError(f"expected {nb_workers} distinct worker devices, got {devices}")

@@ -65,6 +65,21 @@ def worker_devices(nb_workers: int) -> list[str]:
                    f"strategies.configure_devices({nb_workers}) before any TensorFlow op runs, or pass devices=")
 
 
+def default_worker_devices(nb_workers: int) -> list[str]:
+  """`worker_devices(nb_workers)`, first splitting the CPU into `nb_workers` devices if TensorFlow has not started.
+
+  What `ByzantineStrategy` uses when it is given no devices, so that a program
+  needs no `configure_devices` call, as with `MirroredStrategy`. Once the
+  runtime has started, its devices are what they are: too few is the error of
+  `worker_devices`, which says what to do.
+  """
+  try:
+    configure_devices(nb_workers)
+  except ValueError:
+    pass  # started with too few CPUs: there may still be enough GPUs, else worker_devices says what to do
+  return worker_devices(nb_workers)
+
+
 def _share_of_gpu_memory(gpu: tf.config.PhysicalDevice, shares: int) -> int:
   details = tf.config.experimental.get_device_details(gpu)
   total_mb = details.get("memory_limit_mb") or 8192

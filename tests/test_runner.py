@@ -11,6 +11,10 @@ import math
 import os
 import pathlib
 import re
+import signal
+import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -19,6 +23,9 @@ import tensorflow as tf
 
 import runner
 from experiments.digits import Digits
+from strategies import training
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 # Time-based triggers off: outputs then depend on the step counts alone.
 QUIET = ["--evaluation-period", "-1", "--summary-period", "-1", "--checkpoint-period", "-1", "--log-period", "-1"]
@@ -204,14 +211,8 @@ def test_resume_from_checkpoint(capsys, tmp_path, built_models):
   first = _evaluations(evaluation)
   assert [step for _, step, _, _ in first] == [5]
 
-  # Already at --max-steps: nothing trains; the model holds exactly the saved weights.
-  out = _train(capsys, *common, "--max-steps", "6")
-  assert "steps/s" not in out
-  for restored, kept in zip(_weights(built_models[-1]), saved, strict=True):
-    np.testing.assert_array_equal(restored, kept)
-  assert _evaluations(evaluation) == first
-
-  out = _train(capsys, *common, "--max-steps", "10")
+  # --max-steps counts additional steps: a rerun with 4 trains steps 7 to 10.
+  out = _train(capsys, *common, "--max-steps", "4")
   assert "Trained 4 steps" in out  # from step 6, not from 0
   assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-10")
   resumed = _evaluations(evaluation)
@@ -254,7 +255,7 @@ def test_corrupt_checkpoint_is_a_clear_error_naming_the_earlier_ones(capsys, tmp
 def test_resume_keeps_the_command_line_learning_rate(capsys, tmp_path):
   checkpoints = str(tmp_path / "checkpoints")
   _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints)
-  _train(capsys, "--nb-workers", "2", "--max-steps", "2", "--no-wait", "--checkpoint-dir", checkpoints,
+  _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--no-wait", "--checkpoint-dir", checkpoints,
          "--learning-rate-args", "initial-rate:0.5")
   reader = tf.train.load_checkpoint(checkpoints)
   assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 2
@@ -302,7 +303,7 @@ def test_resumed_study_measures_the_distance_from_the_first_step(capsys, tmp_pat
   checkpoints, study = tmp_path / "checkpoints", tmp_path / "study.tsv"
   common = ["--nb-workers", "3", "--study-period", "2", "--checkpoint-dir", str(checkpoints), "--no-wait"]
   _train(capsys, *common, "--max-steps", "4", "--study-file", str(study))
-  _train(capsys, *common, "--max-steps", "8", "--study-file", str(study))
+  _train(capsys, *common, "--max-steps", "4", "--study-file", str(study))
   again = tmp_path / "again.tsv"
   _train(capsys, "--nb-workers", "3", "--study-period", "2", "--max-steps", "8", "--no-wait",
          "--study-file", str(again))
@@ -317,27 +318,27 @@ def test_resume_with_the_study_from_a_checkpoint_without_it(capsys, caplog, tmp_
   checkpoints, study = tmp_path / "checkpoints", tmp_path / "study.tsv"
   common = ["--nb-workers", "3", "--checkpoint-dir", str(checkpoints), "--no-wait"]
   _train(capsys, *common, "--max-steps", "4")
-  assert not runner.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
-  status, _, err = _run(capsys, *common, "--max-steps", "6", "--study-period", "2", "--study-file", str(study))
+  assert not training.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
+  status, _, err = _run(capsys, *common, "--max-steps", "2", "--study-period", "2", "--study-file", str(study))
   assert status == 0, err[-3000:]
   assert "holds no initial weights" in caplog.text
   _, rows = _study_table(study)
   assert [row["step"] for row in rows] == [6]
   assert 0 < rows[0]["params/distance-from-init"]
   # From now on the checkpoints keep the weights of the resumed step, for later resumes.
-  assert runner.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
+  assert training.has_initial_weights(tf.train.latest_checkpoint(str(checkpoints)))
 
 
 def test_centered_clipping_center_is_checkpointed(capsys, tmp_path):
   def center_after(steps: list[int], name: str) -> np.ndarray:
     checkpoints = tmp_path / name
-    for max_steps in steps:
+    for max_steps in steps:  # each run trains that many more steps
       _train(capsys, "--aggregator", "centered-clipping", "--nb-workers", "3", "--nb-decl-byz-workers", "1",
              "--max-steps", str(max_steps), "--checkpoint-dir", str(checkpoints), "--no-wait")
     reader = tf.train.load_checkpoint(str(checkpoints))
     return reader.get_tensor("pipeline/rule_center/.ATTRIBUTES/VARIABLE_VALUE")
 
-  resumed = center_after([2, 4], "resumed")
+  resumed = center_after([2, 2], "resumed")
   assert resumed.shape == (64 * 100 + 100 + 100 * 10 + 10,) and np.any(resumed != 0)
   # The resumed run started from the saved center, not from zeros: as if run in one go.
   np.testing.assert_allclose(resumed, center_after([4], "in-one-go"), rtol=1e-5, atol=1e-7)
@@ -401,3 +402,123 @@ def test_trace_of_a_run_shorter_than_the_profiled_steps(capsys, tmp_path):
   summaries = tmp_path / "runs"
   _train(capsys, "--nb-workers", "2", "--max-steps", "7", "--no-wait", "--trace", "--summary-dir", str(summaries))
   assert list(summaries.glob("plugins/profile/*/*.xplane.pb"))
+
+
+# Output triggers, AggregaThor's flag semantics and failures.
+
+def _scalars(directory: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+  """tag -> [(step, value)] of the TensorBoard scalars written under `directory`."""
+  scalars: dict[str, list[tuple[int, float]]] = {}
+  for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      for value in event.summary.value:
+        scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+  return scalars
+
+
+@pytest.mark.parametrize("trigger", ["delta", "period"])
+@pytest.mark.parametrize("schedule", ["fixed", "polynomial", "exponential", "inverse-time", "cosine"])
+def test_every_output_trigger_with_every_schedule(capsys, tmp_path, schedule, trigger):
+  checkpoints = tmp_path / "checkpoints"
+  every_step = (["--checkpoint-delta", "1", "--summary-delta", "1", "--evaluation-delta", "1"] if trigger == "delta"
+                else ["--checkpoint-period", "1e-9", "--summary-period", "1e-9", "--evaluation-period", "1e-9"])
+  decay = [] if schedule == "fixed" else ["decay-steps:2"]
+  _train(capsys, "--nb-workers", "2", "--max-steps", "3", "--learning-rate", schedule, "--learning-rate-args",
+         "initial-rate:0.1", *decay, "--checkpoint-dir", str(checkpoints), "--study-period", "1",
+         "--study-file", str(tmp_path / "study.tsv"), "--log-period", "1e-9", "--trace", *every_step)
+  # The summaries and the evaluation file default to the checkpoint directory.
+  assert [step for _, step, _, _ in _evaluations(checkpoints / "eval")] == [1, 2, 3]
+  rates = _scalars(checkpoints)["train/learning-rate"]
+  assert [step for step, _ in rates] == [1, 2, 3]
+  expected = {"fixed": [0.1] * 3, "polynomial": [0.05005, 0.0001, 0.0001], "exponential": [0.1 * 0.96 ** 0.5,
+              0.096, 0.1 * 0.96 ** 1.5], "inverse-time": [0.08, 2 / 30, 0.1 / 1.75],
+              "cosine": [0.1 * (1 + math.cos(math.pi / 2)) / 2, 0., 0.]}[schedule]
+  # The rate of the step about to run: after step s, the optimizer has done s iterations.
+  np.testing.assert_allclose([rate for _, rate in rates], expected, rtol=1e-5, atol=1e-7)
+  assert sorted(p.name for p in checkpoints.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index",
+                                                                        "ckpt-3.index"]
+
+
+def test_output_paths_dash_means_none(capsys, tmp_path):
+  checkpoints = tmp_path / "checkpoints"
+  _train(capsys, "--nb-workers", "2", "--max-steps", "2", "--evaluation-delta", "1", "--summary-delta", "1",
+         "--checkpoint-dir", str(checkpoints), "--summary-dir", "-", "--evaluation-file", "-")
+  assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-2")
+  assert not (checkpoints / "eval").exists() and not list(checkpoints.glob("events.out.tfevents.*"))
+  assert not pathlib.Path("-").exists()
+
+
+def test_explicit_output_paths_win_over_the_checkpoint_dir(capsys, tmp_path):
+  checkpoints, summaries, evaluation = tmp_path / "checkpoints", tmp_path / "tb", tmp_path / "eval.tsv"
+  _train(capsys, "--nb-workers", "2", "--max-steps", "2", "--evaluation-delta", "1", "--summary-delta", "1",
+         "--checkpoint-dir", str(checkpoints), "--summary-dir", str(summaries), "--evaluation-file", str(evaluation))
+  assert [step for _, step, _, _ in _evaluations(evaluation)] == [1, 2]
+  assert list(summaries.glob("events.out.tfevents.*")) and not (checkpoints / "eval").exists()
+
+
+def test_non_positive_max_steps_means_no_limit(capsys, tmp_path, caplog):
+  # Trains until stopped: SIGTERM after a few seconds saves a checkpoint and exits with 143.
+  checkpoints = tmp_path / "checkpoints"
+  timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+  timer.start()
+  try:
+    status, out, err = _run(capsys, "--nb-workers", "2", "--max-steps", "0", "--checkpoint-dir", str(checkpoints),
+                            "--log-period", "1")
+  finally:
+    timer.cancel()
+  assert status == 143, err[-3000:]
+  trained = int(re.search(r"^Trained (\d+) steps", out, re.MULTILINE)[1])
+  assert trained > 1
+  assert tf.train.latest_checkpoint(str(checkpoints)).endswith(f"ckpt-{trained}")
+  assert "/no limit" in caplog.text
+
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU") or tf.config.list_physical_devices("TPU")),
+                    reason="the fallback to the CPU needs a machine without GPU and TPU")
+def test_accelerator_flags_fall_back_to_the_cpu_with_a_warning(capsys, tmp_path, caplog):
+  # AggregaThor's local command line passes --reuse-gpu alone; it must run on a CPU machine.
+  out = _train(capsys, "--nb-workers", "2", "--max-steps", "1", "--reuse-gpu", "--reuse-tpu")
+  assert "Trained 1 steps" in out
+  assert "TensorFlow sees no GPU; the workers run on the CPU" in caplog.text
+  assert "TensorFlow sees no TPU" in caplog.text
+
+
+def test_every_flag_has_a_help_text():
+  parser = runner.build_parser()
+  missing = [action.option_strings[0] for action in parser._actions if not action.help]  # pylint: disable=protected-access
+  assert not missing
+
+
+def test_the_flag_tables_match_the_library():
+  # runner.py names the optimizers and schedules itself, so that --help needs no TensorFlow.
+  from strategies import schedules  # pylint: disable=import-outside-toplevel
+  assert runner.OPTIMIZERS == sorted(training.OPTIMIZERS) and runner.SCHEDULES == schedules.names()
+
+
+def test_failure_during_training_saves_and_names_the_checkpoint(capsys, tmp_path, caplog, monkeypatch):
+  checkpoints = tmp_path / "checkpoints"
+
+  def failing_evaluation(self):
+    raise RuntimeError("disk on fire")
+
+  monkeypatch.setattr(training.Training, "evaluate", failing_evaluation)
+  with pytest.raises(RuntimeError, match="disk on fire"):
+    runner.run(["--experiment", "digits", *QUIET, "--nb-workers", "2", "--max-steps", "5", "--evaluation-delta", "2",
+                "--checkpoint-dir", str(checkpoints)])
+  assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-2")
+  assert (f"Training failed at step 2 with RuntimeError; its checkpoint is {checkpoints / 'ckpt-2'}: rerun with "
+          "the same --checkpoint-dir to resume from it") in caplog.text
+
+
+def test_output_redirections_overwrite(tmp_path):
+  # A real process: redirecting file descriptors 1 and 2 in the test process would take pytest's.
+  stdout = tmp_path / "out.txt"
+  stdout.write_text("an earlier run's output\n")
+  result = subprocess.run([sys.executable, str(REPO_ROOT / "runner.py"), "--experiment", "digits", *QUIET,
+                           "--max-steps", "1", "--stdout-to", str(stdout), "--stderr-to", "-"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  text = stdout.read_text()
+  assert "an earlier run" not in text and "Trained 1 steps" in text
+  assert "Trained" not in result.stdout and "Evaluation at step 1" in result.stderr  # '-': stderr stays
+  assert not (tmp_path / "-").exists()

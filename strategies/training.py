@@ -1,0 +1,435 @@
+"""The training loop behind runner.py: steps, checkpoints, evaluations, TensorBoard summaries and the study.
+
+    config = TrainingConfig(experiment="digits", aggregator="krum", nb_workers=7, nb_decl_byz_workers=2,
+                            nb_real_byz_workers=2, attack="little", max_steps=300, checkpoint_dir="runs/ckpt")
+    status = Training(config).run()
+
+`Training(config)` builds everything and raises `ValueError` (or
+`FileNotFoundError` for missing data) for a bad configuration, before any step
+runs. `run()` trains; whatever ends it (the step budget, SIGTERM, Ctrl-C or an
+exception), the checkpoint of the last step is saved first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+import experiments
+from aggregathor import gars
+from strategies import schedules
+from strategies.byzantine import ByzantineStrategy
+from strategies.summaries import StudyWriter
+
+OPTIMIZERS = {
+    "sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+    "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam", "ftrl": "Ftrl", "lion": "Lion",
+}
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+  """What to train and what to write; the fields mirror runner.py's flags.
+
+  `max_steps` counts the steps this run performs (<= 0: no limit), on top of
+  those of the checkpoint it resumes. `-delta` fields count steps and `-period`
+  fields seconds; a non-positive value disables that trigger. A `None` output
+  path writes nothing of that kind.
+  """
+
+  experiment: str = "digits"
+  experiment_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  seed: int = 0
+  aggregator: str = "average"
+  aggregator_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  nb_workers: int = 1
+  nb_decl_byz_workers: int = 0
+  nb_real_byz_workers: int = 0
+  attack: str | None = None
+  attack_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  label_flip: bool = False
+  optimizer: str = "sgd"
+  optimizer_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # Keras keyword arguments
+  learning_rate: str = "fixed"
+  learning_rate_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  l1_regularize: float = 0.0
+  l2_regularize: float = 0.0
+  momentum: float = 0.0
+  momentum_at: str = "update"
+  dampening: float = 0.0
+  gradient_clip: float | None = None
+  local_steps: int = 1
+  max_steps: int = 1000
+  checkpoint_dir: str | None = None
+  checkpoint_delta: int = -1
+  checkpoint_period: float = 600
+  summary_dir: str | None = None
+  summary_delta: int = -1
+  summary_period: float = 30
+  evaluation_file: str | None = None
+  evaluation_delta: int = -1
+  evaluation_period: float = 60
+  study_period: int = 0
+  study_file: str | None = None
+  log_period: float = 10
+  trace: bool = False
+  no_wait: bool = False
+
+  def get_config(self) -> dict[str, Any]:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_config(cls, config: dict[str, Any]) -> "TrainingConfig":
+    return cls(**config)
+
+
+class Trigger:
+  """Fires every `delta` steps and/or every `period` seconds (non-positive: never)."""
+
+  def __init__(self, delta: int, period: float):
+    self.delta = delta
+    self.period = period
+    self.last_time = time.monotonic()
+
+  def __call__(self, step: int) -> bool:
+    now = time.monotonic()
+    fired = (self.delta > 0 and step % self.delta == 0) or (self.period > 0 and now - self.last_time >= self.period)
+    if fired:
+      self.last_time = now
+    return fired
+
+
+def first_line(error: BaseException) -> str:
+  """An exception's first message line (its type's name when it has no message), for a one-line error."""
+  message = str(error).strip()
+  return message.splitlines()[0] if message else type(error).__name__
+
+
+def has_initial_weights(checkpoint_path: str) -> bool:
+  """Whether a training checkpoint holds the weights its run started from."""
+  try:
+    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
+  except tf.errors.OpError:
+    return False  # unreadable: the restore that follows says so
+  return any(name.startswith("initial_weights/") for name in names)
+
+
+def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
+  """The rate the optimizer applies now: a fixed rate is a (possibly mirrored) variable, a schedule a tensor."""
+  return float(tf.convert_to_tensor(optimizer.learning_rate))
+
+
+class Training:
+  """One run: built from a `TrainingConfig`, resumed from its checkpoint directory, trained by `run()`."""
+
+  def __init__(self, config: TrainingConfig):
+    self.config = config
+    experiment = experiments.get(config.experiment, **config.experiment_args)
+    learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
+    keras.utils.set_random_seed(config.seed)
+    self.strategy = ByzantineStrategy(
+        gars.get(config.aggregator), config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
+        config.attack, config.aggregator_args, config.attack_args, momentum=config.momentum,
+        momentum_at=config.momentum_at, dampening=config.dampening, clip=config.gradient_clip,
+        study_period=config.study_period)
+    self.experiment = experiment
+    data = experiment.load()
+    logging.info("%s: %d training and %d test examples; %d workers (%d Byzantine, f=%d declared), rule %s%s",
+                 experiment.name, len(data.y_train), len(data.y_test), config.nb_workers,
+                 config.nb_real_byz_workers, config.nb_decl_byz_workers, config.aggregator,
+                 f", attack {config.attack}" if config.attack else "")
+    with self.strategy.scope():
+      self.model = experiment.build_model()
+      self.optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=learning_rate,
+                                                                                **config.optimizer_args)
+      self.optimizer.build(self.model.trainable_variables)
+    self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+    self.strategy.pipeline.build(dimension, tf.float32)
+    self._restore(learning_rate)
+    self._test_dataset = experiment.test_dataset()
+    self._eval_batch = self._evaluation_step()
+
+  def _restore(self, learning_rate: Any) -> None:
+    """Sets up the checkpoint and resumes from the latest one in the checkpoint directory, if any."""
+    config = self.config
+    tracked = dict(model=self.model, optimizer=self.optimizer, step=self.step,
+                   pipeline=tf.train.Checkpoint(**self.strategy.pipeline.variables()))
+    latest = tf.train.latest_checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
+    # The weights the run started from, behind the study's distance from init: kept in the
+    # checkpoints while the study is on (or was, in the checkpoint resumed), so that a resumed
+    # run still measures from its first step.
+    self.initial_weights = None
+    resumes_initial_weights = latest is not None and has_initial_weights(latest)
+    if config.study_period or resumes_initial_weights:
+      self.initial_weights = [tf.Variable(v.value, trainable=False, name=f"initial_{i}")
+                              for i, v in enumerate(self.model.trainable_variables)]
+      if resumes_initial_weights:
+        tracked["initial_weights"] = self.initial_weights
+    self.checkpoint = tf.train.Checkpoint(**tracked)
+    self.manager = None
+    if config.checkpoint_dir:
+      self.manager = tf.train.CheckpointManager(self.checkpoint, config.checkpoint_dir, max_to_keep=3)
+      if latest:
+        try:
+          self.checkpoint.restore(latest).assert_existing_objects_matched()
+        except (tf.errors.OpError, IndexError) as error:
+          earlier = ", ".join(os.path.basename(p) for p in self.manager.checkpoints[:-1]) or "none kept"
+          raise ValueError(f"cannot read {latest}, truncated or corrupt ({first_line(error)[:300]}); "
+                           f"point the 'checkpoint' file in {config.checkpoint_dir} to an earlier one "
+                           f"({earlier}), or pass a new --checkpoint-dir") from error
+        except (AssertionError, ValueError) as error:
+          raise ValueError(f"cannot resume from {latest}: it was saved by a run with another model, rule or "
+                           f"state (e.g. momentum placement, a stateful rule such as centered-clipping); resume "
+                           f"with that run's flags or pass a new --checkpoint-dir ({first_line(error)[:600]})"
+                           ) from error
+        if not callable(learning_rate):
+          # A fixed rate is an optimizer variable, hence restored too: the configured rate wins,
+          # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).
+          self.optimizer.learning_rate = learning_rate
+        logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+    if self.initial_weights is not None and not resumes_initial_weights:
+      if latest:
+        logging.warning("%s holds no initial weights (saved without --study-period): the study's "
+                        "params/distance-from-init is measured from this resumed step", latest)
+      for initial, variable in zip(self.initial_weights, self.model.trainable_variables):
+        initial.assign(variable.value)
+      self.checkpoint.initial_weights = self.initial_weights
+
+  # The steps.
+
+  def _train_step(self, iterator):
+    """The `tf.function` of one training step over the workers: (honest workers' loss, accuracy)."""
+    config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
+    n = config.nb_workers
+    honest = n - config.nb_real_byz_workers
+    # Only the kernels (rank >= 2) are penalised, not the biases.
+    weight_indices = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) > 1]
+
+    def local_loss(logits, labels, params=None):
+      loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+      penalised = params if params is not None else [model.trainable_variables[i].value for i in weight_indices]
+      if config.l1_regularize:
+        loss += config.l1_regularize * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in penalised])
+      if config.l2_regularize:
+        loss += config.l2_regularize * tf.add_n([tf.reduce_sum(tf.square(w)) for w in penalised])
+      return loss
+
+    def accuracy_of(logits, labels):
+      return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                             tf.cast(labels, tf.int32)), tf.float32))
+
+    def replica_step(x, y):
+      with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = local_loss(logits, y)
+        # Scaled by 1/n like Keras, so that the plain SUM reduction would be the mean gradient.
+        scaled = loss / n
+      gradients = tape.gradient(scaled, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return loss, accuracy_of(logits, y)
+
+    def replica_local_steps(*batches):
+      # FedAvg-style: K local SGD steps on a functional copy of the weights, then the
+      # model delta divided by the learning rate is sent as the worker's "gradient".
+      learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
+      start = [v.value for v in model.trainable_variables]
+      params = list(start)
+      frozen = [v.value for v in model.non_trainable_variables]
+      losses, accuracies = [], []
+      for x, y in batches:
+        with tf.GradientTape() as tape:
+          tape.watch(params)
+          logits, _ = model.stateless_call(params, frozen, x, training=True)
+          loss = local_loss(logits, y, [params[i] for i in weight_indices])
+        gradients = tape.gradient(loss, params)
+        params = [p - learning_rate * g for p, g in zip(params, gradients)]
+        losses.append(loss)
+        accuracies.append(accuracy_of(logits, y))
+      deltas = [(p0 - p) / (learning_rate * n) for p0, p in zip(start, params)]
+      optimizer.apply_gradients(zip(deltas, model.trainable_variables))
+      return tf.add_n(losses) / len(losses), tf.add_n(accuracies) / len(accuracies)
+
+    @tf.function
+    def train_step():
+      if config.local_steps == 1:
+        losses, accuracies = strategy.run(replica_step, args=next(iterator))
+      else:
+        batches = [next(iterator) for _ in range(config.local_steps)]
+        losses, accuracies = strategy.run(replica_local_steps, args=batches)
+      self.step.assign_add(1)
+      # Honest workers' loss and accuracy: the Byzantine ones' are not the model's.
+      local_losses = strategy.experimental_local_results(losses)[:honest]
+      local_accuracies = strategy.experimental_local_results(accuracies)[:honest]
+      return tf.add_n(local_losses) / honest, tf.add_n(local_accuracies) / honest
+
+    return train_step
+
+  def _evaluation_step(self):
+    """The `tf.function` of one test batch: (sum of losses, number correct, batch size), in float64."""
+    model = self.model
+
+    @tf.function
+    def eval_batch(x, y):
+      logits = model(x, training=False)
+      loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+      correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float64)
+      return tf.reduce_sum(tf.cast(loss, tf.float64)), tf.reduce_sum(correct), tf.cast(tf.shape(y)[0], tf.float64)
+
+    return eval_batch
+
+  def evaluate(self) -> dict[str, float]:
+    """Test accuracy and mean loss of the model now, over the whole test set."""
+    total_loss = total_correct = count = 0.0
+    for x, y in self._test_dataset:
+      loss, correct, size = self._eval_batch(x, y)
+      total_loss += float(loss)
+      total_correct += float(correct)
+      count += float(size)
+    return {"accuracy": total_correct / count, "loss": total_loss / count}
+
+  # The loop.
+
+  def run(self) -> int:
+    """Trains `max_steps` more steps (or until stopped); returns the exit status (0, 130 or 143)."""
+    config = self.config
+    n = config.nb_workers
+    start_step = int(self.step.numpy())
+    end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
+    flipped = range(n - config.nb_real_byz_workers, n) if config.label_flip else ()
+    # The seed also draws the workers' shares of the data: a resumed run keeps it, and skips the
+    # batches already trained on, so that it sees the same split and batches as an uninterrupted one.
+    dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=config.seed)
+    dataset = dataset.skip(start_step * config.local_steps)
+    train_step = self._train_step(iter(self.strategy.experimental_distribute_dataset(dataset)))
+
+    evaluation_file = None
+    if config.evaluation_file:
+      os.makedirs(os.path.dirname(os.path.abspath(config.evaluation_file)), exist_ok=True)
+      evaluation_file = open(config.evaluation_file, "a", buffering=1, encoding="utf-8")
+    summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
+    study_writer = None
+    if config.study_period:
+      study_writer = StudyWriter(self.strategy.study, config.study_file, summary_writer,
+                                 [v.value for v in self.model.trainable_variables], self.initial_weights)
+
+    def record_evaluation(at_step: int) -> None:
+      results = self.evaluate()
+      line = "\t".join([f"{time.time():.3f}", str(at_step)] + [f"{k}:{v:.6g}" for k, v in results.items()])
+      if evaluation_file is not None:
+        evaluation_file.write(line + "\n")
+      if summary_writer is not None:
+        with summary_writer.as_default(step=at_step):
+          for key, value in results.items():
+            tf.summary.scalar(f"evaluation/{key}", value)
+      logging.info("Evaluation at step %d: %s", at_step, ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
+
+    def save(at_step: int) -> str | None:
+      """Saves the checkpoint of `at_step` unless it is the latest already; returns its path."""
+      if self.manager is None:
+        return None
+      latest = self.manager.latest_checkpoint
+      if latest is not None and latest.endswith(f"-{at_step}"):
+        return latest
+      path = self.manager.save(checkpoint_number=at_step)
+      logging.info("Checkpoint saved to %s", path)
+      return path
+
+    checkpoint_trigger = Trigger(config.checkpoint_delta, config.checkpoint_period)
+    summary_trigger = Trigger(config.summary_delta, config.summary_period)
+    evaluation_trigger = Trigger(config.evaluation_delta, config.evaluation_period)
+    log_trigger = Trigger(-1, config.log_period)
+    goal = "no limit" if math.isinf(end_step) else str(end_step)
+    current = start_step
+    stopping: list[str] = []
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
+    started = time.monotonic()
+    window_start, window_steps = started, 0
+    trained_steps = 0
+    status = 0
+    profiling = False
+    failure: BaseException | None = None
+    try:
+      while current < end_step and not stopping:
+        if config.trace and summary_writer is not None and current == start_step + 5:
+          tf.profiler.experimental.start(config.summary_dir)
+          profiling = True
+        step_started = time.monotonic()
+        loss, accuracy = train_step()
+        loss, accuracy = float(loss), float(accuracy)
+        current += 1
+        trained_steps += 1
+        window_steps += 1
+        if config.trace:
+          logging.info("step %d: %.1f ms, loss %.4f", current, 1e3 * (time.monotonic() - step_started), loss)
+          if profiling and current == start_step + 10:
+            tf.profiler.experimental.stop()
+            profiling = False
+        if not math.isfinite(loss):
+          logging.warning("Step %d: the honest workers' loss is %s", current, loss)
+        if study_writer is not None:
+          study_writer.write_if_recorded(loss)
+        if summary_writer is not None and summary_trigger(current):
+          with summary_writer.as_default(step=current):
+            tf.summary.scalar("train/loss", loss)
+            tf.summary.scalar("train/accuracy", accuracy)
+            tf.summary.scalar("train/learning-rate", current_learning_rate(self.optimizer))
+            tf.summary.scalar("train/steps-per-second", trained_steps / max(time.monotonic() - started, 1e-9))
+        if evaluation_trigger(current) and current < end_step:
+          record_evaluation(current)
+        if checkpoint_trigger(current):
+          save(current)
+        if log_trigger(current):
+          now = time.monotonic()
+          logging.info("step %d/%s  %.2f steps/s  loss %.4f  accuracy %.4f", current, goal,
+                       window_steps / max(now - window_start, 1e-9), loss, accuracy)
+          window_start, window_steps = now, 0
+    except KeyboardInterrupt:
+      stopping.append("interrupt")
+      status = 130
+    except BaseException as error:
+      failure = error
+      raise
+    finally:
+      signal.signal(signal.SIGTERM, previous_handler)
+      if profiling:
+        # The run ended before step start+10: write the trace of the steps it profiled.
+        tf.profiler.experimental.stop()
+      elapsed = time.monotonic() - started
+      if failure is not None:
+        self._report_failure(failure, current, save)
+      else:
+        save(current)
+        if stopping:
+          logging.warning("Stopped by %s at step %d; the last checkpoint holds it", stopping[0], current)
+          status = status or 143
+        elif not config.no_wait and trained_steps:
+          record_evaluation(current)
+      for writer in (evaluation_file, study_writer, summary_writer):
+        if writer is not None:
+          writer.close()
+      if trained_steps:
+        print(f"Trained {trained_steps} steps in {elapsed:.1f} s: {trained_steps / elapsed:.2f} steps/s", flush=True)
+    return status
+
+  def _report_failure(self, error: BaseException, at_step: int, save) -> None:
+    """Saves what the failed run reached and says where it is, before the traceback is shown."""
+    try:
+      path = save(at_step)
+    except Exception as save_error:  # pylint: disable=broad-except
+      logging.error("Training failed at step %d with %s, and saving its checkpoint failed too (%s); the "
+                    "traceback follows", at_step, type(error).__name__, first_line(save_error))
+      return
+    where = (f"its checkpoint is {path}: rerun with the same --checkpoint-dir to resume from it" if path else
+             "nothing was saved (no --checkpoint-dir)")
+    logging.error("Training failed at step %d with %s; %s. The traceback follows.", at_step, type(error).__name__,
+                  where)
