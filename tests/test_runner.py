@@ -522,3 +522,14 @@ def test_output_redirections_overwrite(tmp_path):
   assert "an earlier run" not in text and "Trained 1 steps" in text
   assert "Trained" not in result.stdout and "Evaluation at step 1" in result.stderr  # '-': stderr stays
   assert not (tmp_path / "-").exists()
+
+
+def test_aggregathor_local_command_line(capsys, shared_data):
+  # The seed's local command line (its --server/--*-job-name flags belong to cluster mode), offline data added.
+  status = runner.run(["--experiment", "mnist", "--experiment-args", f"idx-dir:{shared_data / 'mnist'}",
+                       "--learning-rate-args", "initial-rate:0.05", "--aggregator", "average", "--nb-workers", "4",
+                       "--reuse-gpu", "--max-step", "3", "--evaluation-period", "-1", "--checkpoint-period", "-1",
+                       "--summary-period", "-1", "--evaluation-delta", "100", "--checkpoint-delta", "-1",
+                       "--summary-delta", "-1", "--no-wait"])
+  assert status == 0, capsys.readouterr().err[-3000:]
+  assert "Trained 3 steps" in capsys.readouterr().out

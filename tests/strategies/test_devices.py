@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
@@ -10,6 +14,7 @@ import tensorflow as tf
 from strategies import configure_devices, worker_devices
 
 NB_LOGICAL_CPUS = 12  # as in tests/conftest.py
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +73,37 @@ def test_configure_devices_gpu_without_gpu():
     pytest.skip("this machine has a GPU")
   with pytest.raises(ValueError, match="use_gpu was asked but TensorFlow sees no GPU"):
     configure_devices(2, use_gpu=True)
+
+
+FRESH_PROCESS = """
+import os, sys
+import tensorflow as tf
+if sys.argv[1] == "started":
+  tf.constant(1.0)  # starts the runtime with its default single CPU
+import strategies
+try:
+  strategy = strategies.ByzantineStrategy("krum", 8, 1)
+except ValueError as error:
+  print("ValueError:", error)
+else:
+  print("replicas:", strategy.num_replicas_in_sync, len(tf.config.list_logical_devices("CPU")))
+"""
+
+
+def _fresh_process(mode: str) -> str:
+  result = subprocess.run([sys.executable, "-c", FRESH_PROCESS, mode], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"},
+                          check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout.strip().splitlines()[-1]
+
+
+def test_strategy_splits_the_cpu_itself_before_tensorflow_starts():
+  # As with MirroredStrategy, a fresh program needs no configure_devices call.
+  assert _fresh_process("fresh") == "replicas: 8 8"
+
+
+def test_strategy_on_a_started_runtime_with_too_few_devices_says_what_to_do():
+  line = _fresh_process("started")
+  assert line.startswith("ValueError: 8 workers need one logical device each, found 1 CPU device(s)")
+  assert "strategies.configure_devices(8) before any TensorFlow op runs" in line
