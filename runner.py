@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import re
 import sys
 from typing import Any, Mapping, Sequence
 
@@ -106,6 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--study-file", default=None, help="CSV of the study metrics (header line starts with #)")
   group.add_argument("--log-period", type=float, default=10,
                      help="seconds between progress lines, non-positive for none")
+  group = parser.add_argument_group("cluster (see strategies.cluster)")
+  group.add_argument("--server", default=None, metavar="JSON", help="full JSON cluster specification "
+                     '({"job": ["host:port", ...], ...}) or the path of a file holding it, on which to act as the '
+                     "only parameter server; the worker tasks must be running (deploy.py --cluster JSON --id ...)")
+  group.add_argument("--client", default=None, metavar="URL",
+                     help="AggregaThor's client of a remote TensorFlow server: refused, see the error it gives")
+  group.add_argument("--ps-job-name", default="ps", help="parameter server job name (one task)")
+  group.add_argument("--wk-job-name", default="workers", help="worker job name; the parameter server's own job "
+                     "means AggregaThor's local mode, every worker simulated in this process")
+  group.add_argument("--ev-job-name", default=None, help="evaluator job name, checked against the cluster if "
+                     "given; the evaluations run on the parameter server, the one trusted task")
+  group.add_argument("--credentials", default=os.environ.get("AGGREGATHOR_CREDENTIALS", "credentials"),
+                     metavar="DIR", help="directory of the parameter server's TLS credentials (ca.pem, ps.pem, "
+                     "ps-key.pem), made by deploy.py --make-credentials (default: $AGGREGATHOR_CREDENTIALS or "
+                     "./credentials)")
+  group.add_argument("--step-timeout", type=float, default=10.0,
+                     help="seconds each step waits for the workers' rows; a step goes on without the late ones "
+                     "while the rule's condition holds on the rows received")
+  group.add_argument("--start-timeout", type=float, default=120.0,
+                     help="seconds the workers have to take the job and answer the first step")
   group = parser.add_argument_group("devices and process")
   group.add_argument("--use-gpu", action="store_true", help="use GPU devices if available, one per worker "
                      "(without a GPU: a warning, and the workers run on the CPU)")
@@ -148,6 +167,32 @@ def check_flags(flags: argparse.Namespace) -> None:
       raise UsageError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(flags, name)}")
   if flags.study_file and flags.study_period == 0:
     raise UsageError("--study-file needs --study-period > 0")
+  if flags.client:
+    raise UsageError("--client connected to a TensorFlow server to run the training graph there; TensorFlow's "
+                     "servers execute any graph they are sent, so this parameter server runs the loop itself and "
+                     "exposes no port: run runner.py on the parameter server's host with --server JSON instead")
+  for name in ("step_timeout", "start_timeout"):
+    if not getattr(flags, name) > 0:
+      raise UsageError(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(flags, name)}")
+
+
+def cluster_workers(flags: argparse.Namespace) -> list[str] | None:
+  """The worker tasks of `--server`, in order; None for local mode (no --server, or the workers are the PS's job)."""
+  if not flags.server:
+    return None
+  from strategies.cluster.spec import ClusterSpec  # pylint: disable=g-import-not-at-top
+  spec = ClusterSpec.parse(flags.server)
+  ps_tasks = spec.tasks(flags.ps_job_name, "parameter server job (--ps-job-name)")
+  if len(ps_tasks) != 1:
+    raise ValueError(f"the parameter server job {flags.ps_job_name!r} has {len(ps_tasks)} tasks; it must have "
+                     "exactly one, this process")
+  if flags.ev_job_name is not None:
+    spec.tasks(flags.ev_job_name, "evaluator job (--ev-job-name)")
+  if flags.wk_job_name == flags.ps_job_name:
+    logging.info("The worker job is the parameter server's own (%s): the %d workers are simulated in this process",
+                 flags.ps_job_name, flags.nb_workers)
+    return None
+  return [str(address) for address in spec.tasks(flags.wk_job_name, "worker job (--wk-job-name)")]
 
 
 def output_path(value: str | None, default: str | None = None) -> str | None:
@@ -158,21 +203,9 @@ def output_path(value: str | None, default: str | None = None) -> str | None:
 
 
 def typed_args(params: Mapping[str, Any], pairs: Sequence[str], what: str) -> dict[str, Any]:
-  """`key:value` pairs typed by `params`' defaults; keys whose default is None are read as literals."""
+  """`key:value` pairs typed by `params`' defaults (see `experiments.typed_pairs`)."""
   import experiments  # pylint: disable=g-import-not-at-top
-  raw = experiments.split_pairs(pairs, what)
-  types = {key: _literal_type(value) for key, value in raw.items() if params.get(key, 0) is None}
-  return experiments.parse_args(params, raw, types, what)
-
-
-def _literal_type(text: str) -> type:
-  if re.fullmatch(r"[+-]?\d+", text.strip()):
-    return int
-  try:
-    float(text)
-    return float
-  except ValueError:
-    return bool if text.strip().lower() in ("true", "false") else str
+  return experiments.typed_pairs(params, pairs, what)
 
 
 def rule_params(rule) -> dict[str, Any]:
@@ -243,8 +276,10 @@ def build_training(flags: argparse.Namespace):
   """Flags -> `strategies.training.TrainingConfig` -> a `Training`, ready to run."""
   logging.set_verbosity(logging.INFO)
   import strategies  # pylint: disable=g-import-not-at-top
+  workers = cluster_workers(flags)
   use_gpu = select_devices(flags)
-  strategies.configure_devices(flags.nb_workers, use_gpu=use_gpu, reuse_gpu=use_gpu and flags.reuse_gpu)
+  if workers is None:  # on a cluster, the workers' devices are theirs
+    strategies.configure_devices(flags.nb_workers, use_gpu=use_gpu, reuse_gpu=use_gpu and flags.reuse_gpu)
   import experiments  # pylint: disable=g-import-not-at-top
   from aggregathor import attacks, gars  # pylint: disable=g-import-not-at-top
   from strategies import schedules, training  # pylint: disable=g-import-not-at-top
@@ -277,7 +312,8 @@ def build_training(flags: argparse.Namespace):
       evaluation_file=output_path(flags.evaluation_file, checkpoint_dir and os.path.join(checkpoint_dir, "eval")),
       evaluation_delta=flags.evaluation_delta, evaluation_period=flags.evaluation_period,
       study_period=flags.study_period, study_file=output_path(flags.study_file), log_period=flags.log_period,
-      trace=flags.trace, no_wait=flags.no_wait)
+      trace=flags.trace, no_wait=flags.no_wait, workers=workers, credentials=flags.credentials,
+      step_timeout=flags.step_timeout, start_timeout=flags.start_timeout)
   return training.Training(config)
 
 

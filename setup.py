@@ -20,6 +20,8 @@ setup(
         "absl-py>=2.1",
         "tensorboard>=2.21",
         "scikit-learn>=1.5",
+        "grpcio>=1.60",
+        "cryptography>=42",
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],

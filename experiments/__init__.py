@@ -17,13 +17,13 @@ from __future__ import annotations
 from typing import Any
 
 from aggregathor.registry import Registry, import_submodules
-from experiments._args import parse_args, split_pairs
+from experiments._args import parse_args, split_pairs, typed_pairs
 from experiments._base import Experiment, IdxTfdsExperiment, TfdsExperiment
 from experiments._data import Data
 from experiments.tfds_source import DataUnavailableError
 
 __all__ = ["Data", "DataUnavailableError", "Experiment", "TfdsExperiment", "IdxTfdsExperiment", "register", "get",
-           "names", "parse_args", "split_pairs"]
+           "names", "parse_args", "split_pairs", "typed_pairs"]
 
 _REGISTRY: Registry[Experiment] = Registry("experiment")
 register = _REGISTRY.register

@@ -7,6 +7,7 @@ int 64 and a typo gives an error that names the key and the expected type.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, Mapping
 
 _TRUE = ("true", "yes", "on", "1")
@@ -86,3 +87,20 @@ def parse_args(params: Mapping[str, Any], raw: Mapping[str, Any] | Iterable[str]
     accepted = ", ".join(sorted(params)) or "none"
     raise ValueError(f"{what}: unknown argument(s) {', '.join(unknown)}; accepted: {accepted}")
   return {key: convert(key, value, params[key], types.get(key), what) for key, value in given.items()}
+
+
+def typed_pairs(params: Mapping[str, Any], pairs: Iterable[str], what: str) -> dict[str, Any]:
+  """Command-line `key:value` pairs typed by `params`' defaults; keys whose default is None are read as literals."""
+  raw = split_pairs(pairs, what)
+  types = {key: _literal_type(value) for key, value in raw.items() if params.get(key, 0) is None}
+  return parse_args(params, raw, types, what)
+
+
+def _literal_type(text: str) -> type:
+  if re.fullmatch(r"[+-]?\d+", text.strip()):
+    return int
+  try:
+    float(text)
+    return float
+  except ValueError:
+    return bool if text.strip().lower() in ("true", "false") else str

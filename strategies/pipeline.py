@@ -78,11 +78,25 @@ class GradientPipeline:
   def nb_honest(self) -> int:
     return self.nb_workers - self.nb_real_byz_workers
 
-  def __call__(self, gradients: tf.Tensor) -> tf.Tensor:
-    """The gradient to apply, from the (n, d) gradients the workers computed."""
+  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
+    """The gradient to apply, from the (n, d) gradients the workers computed.
+
+    `present`, on a cluster's parameter server, says which of the n rows
+    arrived: the rule then sees those alone, an absent worker's server-side
+    momentum is kept as it was, and the step's study metrics are skipped
+    (its selection counts the absent worker as not kept).
+    """
     n, d = gradients.shape
     if n != self.nb_workers:
       raise ValueError(f"expected gradients from {self.nb_workers} workers, got {n}")
+    if present is not None and all(present):
+      present = None
+    if present is not None:
+      if len(present) != n:
+        raise ValueError(f"expected one presence flag per worker ({n}), got {len(present)}")
+      if self.clip is not None or self.attack is not None or (self.momentum and self.momentum_at == "worker"):
+        raise ValueError("absent rows are for a cluster's parameter server, whose workers clip, keep their "
+                         "momentum and attack themselves: build its pipeline without clip, attack and worker momentum")
     self.build(d, gradients.dtype)
     h = self.nb_honest
     sampled = gradients
@@ -101,19 +115,29 @@ class GradientPipeline:
       submitted = gradients
     received = submitted
     if self.momentum and self.momentum_at == "server":
-      received = self._accumulate(self._worker_momentum, submitted)
-    aggregated, selected = self.rule.aggregate_and_select(received, self.nb_decl_byz_workers,
-                                                          **self.aggregator_args)
+      received = self._accumulate(self._worker_momentum, submitted, present)
+    if present is None:
+      aggregated, selected = self.rule.aggregate_and_select(received, self.nb_decl_byz_workers,
+                                                            **self.aggregator_args)
+    else:
+      kept = tf.constant([[i] for i, here in enumerate(present) if here], tf.int32)
+      aggregated, selected = self.rule.aggregate_and_select(tf.gather_nd(received, kept), self.nb_decl_byz_workers,
+                                                            **self.aggregator_args)
+      if selected is not None:
+        selected = tf.scatter_nd(kept, selected, [n])
     applied = aggregated
     if self.momentum and self.momentum_at == "update":
       applied = self._accumulate(self._update_momentum, aggregated)
-    record = self.study.record(sampled=sampled[:h], submitted=submitted, aggregated=aggregated, selected=selected)
+    record = self.study.record(sampled=sampled[:h], submitted=submitted, aggregated=aggregated, selected=selected,
+                               complete=present is None)
     with tf.control_dependencies(record):
       return tf.identity(applied)
 
-  def _accumulate(self, buffer: tf.Variable, values: tf.Tensor) -> tf.Tensor:
-    """m <- momentum * m + (1 - dampening) * values, returning the new m."""
+  def _accumulate(self, buffer: tf.Variable, values: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
+    """m <- momentum * m + (1 - dampening) * values, returning the new m (rows of absent workers kept)."""
     updated = self.momentum * buffer + (1.0 - self.dampening) * values
+    if present is not None:
+      updated = tf.where(tf.constant(present)[:, None], updated, buffer)
     with tf.control_dependencies([buffer.assign(updated)]):
       return tf.identity(updated)
 

@@ -74,14 +74,17 @@ class StudyRecorder:
                                         name="selection_counts")
 
   def record(self, sampled: tf.Tensor, submitted: tf.Tensor, aggregated: tf.Tensor,
-             selected: tf.Tensor | None) -> list[tf.Operation]:
-    """Counts the step, and records the metrics on the study period; returns the ops to depend on."""
+             selected: tf.Tensor | None, complete: bool = True) -> list[tf.Operation]:
+    """Counts the step, and records the metrics on the study period; returns the ops to depend on.
+
+    `complete=False` (rows missing on a cluster) counts the step and its selection, without the metrics.
+    """
     step = self.step.assign_add(1)
     updates = [step]
     if selected is not None:
       selected = tf.cast(selected, tf.float64)
       updates += [self.selected.assign(selected), self.selection_counts.assign_add(selected)]
-    if self.period <= 0:
+    if self.period <= 0 or not complete:
       return updates
 
     def compute():

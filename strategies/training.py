@@ -28,6 +28,8 @@ import experiments
 from aggregathor import gars
 from strategies import schedules
 from strategies.byzantine import ByzantineStrategy
+from strategies.cluster.spec import ClusterError
+from strategies.pipeline import GradientPipeline
 from strategies.summaries import StudyWriter
 
 OPTIMIZERS = {
@@ -83,6 +85,12 @@ class TrainingConfig:
   log_period: float = 10
   trace: bool = False
   no_wait: bool = False
+  # Cluster mode: the worker tasks ("host:port", in worker order), the parameter server's credentials directory
+  # (see strategies.cluster.credentials), and each step's deadline (the first step's, while the workers build).
+  workers: list[str] | None = None
+  credentials: str = "credentials"
+  step_timeout: float = 10.0
+  start_timeout: float = 120.0
 
   def get_config(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -108,6 +116,15 @@ class Trigger:
     return fired
 
 
+def _holds(rule: gars.Rule, n: int, f: int, args: dict[str, Any]) -> bool:
+  """Whether `rule`'s condition holds on n rows with f Byzantine."""
+  try:
+    rule.check(n, f, **args)
+  except ValueError:
+    return False
+  return True
+
+
 def first_line(error: BaseException) -> str:
   """An exception's first message line (its type's name when it has no message), for a one-line error."""
   message = str(error).strip()
@@ -123,6 +140,27 @@ def has_initial_weights(checkpoint_path: str) -> bool:
   return any(name.startswith("initial_weights/") for name in names)
 
 
+def penalised_indices(model: keras.Model) -> list[int]:
+  """The indices of the trainable variables that the L1/L2 penalties apply to: the kernels (rank >= 2), not biases."""
+  return [i for i, v in enumerate(model.trainable_variables) if len(v.shape) > 1]
+
+
+def penalised_loss(logits: tf.Tensor, labels: tf.Tensor, penalised: list[tf.Tensor], l1: float, l2: float) -> tf.Tensor:
+  """Mean cross-entropy of the logits, plus l1 * sum |w| and l2 * sum w² over the `penalised` weights."""
+  loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
+  if l1:
+    loss += l1 * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in penalised])
+  if l2:
+    loss += l2 * tf.add_n([tf.reduce_sum(tf.square(w)) for w in penalised])
+  return loss
+
+
+def accuracy_of(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+  """The fraction of the labels that the logits' argmax gets right."""
+  return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32),
+                                         tf.cast(labels, tf.int32)), tf.float32))
+
+
 def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
   """The rate the optimizer applies now: a fixed rate is a (possibly mirrored) variable, a schedule a tensor."""
   return float(tf.convert_to_tensor(optimizer.learning_rate))
@@ -136,34 +174,86 @@ class Training:
     experiment = experiments.get(config.experiment, **config.experiment_args)
     learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
     keras.utils.set_random_seed(config.seed)
-    self.strategy = ByzantineStrategy(
-        gars.get(config.aggregator), config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
-        config.attack, config.aggregator_args, config.attack_args, momentum=config.momentum,
-        momentum_at=config.momentum_at, dampening=config.dampening, clip=config.gradient_clip,
-        study_period=config.study_period)
+    rule = gars.get(config.aggregator)
+    self.pool = None
+    if config.workers:
+      # Cluster mode: the workers clip, keep their momentum and attack in their own processes.
+      self._check_cluster(rule)
+      self.strategy = tf.distribute.get_strategy()
+      self.pipeline = GradientPipeline(
+          rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, None,
+          config.aggregator_args, momentum=0.0 if config.momentum_at == "worker" else config.momentum,
+          momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period)
+    else:
+      self.strategy = ByzantineStrategy(
+          rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
+          config.attack, config.aggregator_args, config.attack_args, momentum=config.momentum,
+          momentum_at=config.momentum_at, dampening=config.dampening, clip=config.gradient_clip,
+          study_period=config.study_period)
+      self.pipeline = self.strategy.pipeline
     self.experiment = experiment
     data = experiment.load()
-    logging.info("%s: %d training and %d test examples; %d workers (%d Byzantine, f=%d declared), rule %s%s",
+    logging.info("%s: %d training and %d test examples; %d workers (%d Byzantine, f=%d declared), rule %s%s%s",
                  experiment.name, len(data.y_train), len(data.y_test), config.nb_workers,
                  config.nb_real_byz_workers, config.nb_decl_byz_workers, config.aggregator,
-                 f", attack {config.attack}" if config.attack else "")
+                 f", attack {config.attack}" if config.attack else "",
+                 f", on the worker processes at {', '.join(config.workers)}" if config.workers else "")
     with self.strategy.scope():
       self.model = experiment.build_model()
       self.optimizer = getattr(keras.optimizers, OPTIMIZERS[config.optimizer])(learning_rate=learning_rate,
                                                                                 **config.optimizer_args)
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
-    self.strategy.pipeline.build(dimension, tf.float32)
+    self.dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+    self.pipeline.build(self.dimension, tf.float32)
     self._restore(learning_rate)
     self._test_dataset = experiment.test_dataset()
     self._eval_batch = self._evaluation_step()
+    if config.workers:
+      self._start_pool()
+
+  def _check_cluster(self, rule: gars.Rule) -> None:
+    """What cluster mode refuses, and how many absent workers the rule tolerates (said once, at start-up)."""
+    config = self.config
+    if len(config.workers) != config.nb_workers:
+      raise ValueError(f"--nb-workers is {config.nb_workers} but the worker job has {len(config.workers)} task(s): "
+                       "make them match")
+    if config.attack:
+      raise ValueError("--attack simulates Byzantine workers inside this process; on a cluster they are real "
+                       "processes: start those workers with `deploy.py ... --attack NAME`, and give this parameter "
+                       "server --nb-real-byz-workers for the study only")
+    if config.local_steps != 1:
+      raise ValueError("--local-steps > 1 runs on the simulated workers only; cluster workers send one gradient "
+                       "per step")
+    n, f = config.nb_workers, config.nb_decl_byz_workers
+    rule.check(n, f, **config.aggregator_args)
+    self.tolerated_missing = max((m for m in range(n) if _holds(rule, n - m, f, config.aggregator_args)), default=0)
+    if not _holds(rule, n - f, f, config.aggregator_args):
+      logging.warning("With a first-(n-f) quorum the f=%d Byzantine rows may be among the %d rows received, and %s "
+                      "does not hold on %d rows with f=%d: this run tolerates %d missing worker(s), not f",
+                      f, n - f, config.aggregator, n - f, f, self.tolerated_missing)
+    logging.info("A step goes on without up to %d absent worker(s) (deadline %g s, %g s for the first step)",
+                 self.tolerated_missing, config.step_timeout, config.start_timeout)
+
+  def _start_pool(self) -> None:
+    from strategies.cluster import pool, spec  # pylint: disable=g-import-not-at-top
+    config = self.config
+    addresses = [spec.parse_address(task, "worker task") for task in config.workers]
+    self.pool = pool.WorkerPool(addresses, config.credentials, config.step_timeout, config.start_timeout)
+    self.pool.configure({
+        "run": os.urandom(8).hex(), "experiment": config.experiment, "experiment_args": config.experiment_args,
+        "seed": config.seed, "worker": 0, "nb_workers": config.nb_workers,
+        "nb_decl_byz_workers": config.nb_decl_byz_workers, "nb_real_byz_workers": config.nb_real_byz_workers,
+        "label_flip": config.label_flip, "aggregator": config.aggregator, "aggregator_args": config.aggregator_args,
+        "l1_regularize": config.l1_regularize, "l2_regularize": config.l2_regularize,
+        "gradient_clip": config.gradient_clip, "momentum": config.momentum, "dampening": config.dampening,
+        "momentum_at": config.momentum_at, "dimension": self.dimension})
 
   def _restore(self, learning_rate: Any) -> None:
     """Sets up the checkpoint and resumes from the latest one in the checkpoint directory, if any."""
     config = self.config
     tracked = dict(model=self.model, optimizer=self.optimizer, step=self.step,
-                   pipeline=tf.train.Checkpoint(**self.strategy.pipeline.variables()))
+                   pipeline=tf.train.Checkpoint(**self.pipeline.variables()))
     latest = tf.train.latest_checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
     # The weights the run started from, behind the study's distance from init: kept in the
     # checkpoints while the study is on (or was, in the checkpoint resumed), so that a resumed
@@ -212,21 +302,11 @@ class Training:
     config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
     n = config.nb_workers
     honest = n - config.nb_real_byz_workers
-    # Only the kernels (rank >= 2) are penalised, not the biases.
-    weight_indices = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) > 1]
+    weight_indices = penalised_indices(model)
 
     def local_loss(logits, labels, params=None):
-      loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True))
       penalised = params if params is not None else [model.trainable_variables[i].value for i in weight_indices]
-      if config.l1_regularize:
-        loss += config.l1_regularize * tf.add_n([tf.reduce_sum(tf.abs(w)) for w in penalised])
-      if config.l2_regularize:
-        loss += config.l2_regularize * tf.add_n([tf.reduce_sum(tf.square(w)) for w in penalised])
-      return loss
-
-    def accuracy_of(logits, labels):
-      return tf.reduce_mean(tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32),
-                                             tf.cast(labels, tf.int32)), tf.float32))
+      return penalised_loss(logits, labels, penalised, config.l1_regularize, config.l2_regularize)
 
     def replica_step(x, y):
       with tf.GradientTape() as tape:
@@ -274,6 +354,44 @@ class Training:
 
     return train_step
 
+  def _cluster_step(self):
+    """One step on the worker processes: the weights out, n rows back (or those in by the deadline), the rule."""
+    config, model, optimizer, pipeline, pool = self.config, self.model, self.optimizer, self.pipeline, self.pool
+    variables = model.trainable_variables
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    honest = config.nb_workers - config.nb_real_byz_workers
+    first = [True]
+
+    @tf.function
+    def apply(rows, present):
+      aggregated = pipeline(rows, present)
+      gradients = [tf.reshape(part, v.shape) for part, v in zip(tf.split(aggregated, sizes), variables)]
+      optimizer.apply_gradients(zip(gradients, variables))
+      self.step.assign_add(1)
+
+    def train_step():
+      step = int(self.step.numpy())
+      weights = np.concatenate([np.reshape(v.numpy(), [-1]) for v in variables])
+      gathered = pool.compute(step, weights, config.start_timeout if first[0] else None)
+      first[0] = False
+      missing = gathered.missing
+      if len(missing) > self.tolerated_missing:
+        raise ClusterError(
+            f"step {step}: {len(missing)} of the {config.nb_workers} workers gave no usable row by the deadline "
+            f"({'; '.join(pool.describe(i) for i in missing)}), and {config.aggregator} with f="
+            f"{config.nb_decl_byz_workers} needs at most {self.tolerated_missing} absent: training stops here "
+            "(restart the workers, then rerun to resume from the checkpoint)")
+      if missing:
+        logging.log_every_n_seconds(logging.WARNING, "Step %d goes on without %s", 10, step,
+                                    ", ".join(pool.describe(i) for i in missing))
+      present = tuple(bool(here) for here in gathered.present)
+      apply(tf.constant(gathered.rows), present if missing else None)
+      answered = [i for i in range(honest) if gathered.present[i]]
+      return (float(np.mean(gathered.losses[answered])) if answered else math.nan,
+              float(np.mean(gathered.accuracies[answered])) if answered else math.nan)
+
+    return train_step
+
   def _evaluation_step(self):
     """The `tf.function` of one test batch: (sum of losses, number correct, batch size), in float64."""
     model = self.model
@@ -300,17 +418,23 @@ class Training:
   # The loop.
 
   def run(self) -> int:
-    """Trains `max_steps` more steps (or until stopped); returns the exit status (0, 130 or 143)."""
+    """Trains `max_steps` more steps (or until stopped); returns the exit status.
+
+    0 when done, 130 after Ctrl-C, 143 after SIGTERM, 3 when too few cluster workers answer.
+    """
     config = self.config
     n = config.nb_workers
     start_step = int(self.step.numpy())
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
-    flipped = range(n - config.nb_real_byz_workers, n) if config.label_flip else ()
-    # The seed also draws the workers' shares of the data: a resumed run keeps it, and skips the
-    # batches already trained on, so that it sees the same split and batches as an uninterrupted one.
-    dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=config.seed)
-    dataset = dataset.skip(start_step * config.local_steps)
-    train_step = self._train_step(iter(self.strategy.experimental_distribute_dataset(dataset)))
+    if self.pool is not None:
+      train_step = self._cluster_step()
+    else:
+      flipped = range(n - config.nb_real_byz_workers, n) if config.label_flip else ()
+      # The seed also draws the workers' shares of the data: a resumed run keeps it, and skips the
+      # batches already trained on, so that it sees the same split and batches as an uninterrupted one.
+      dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=config.seed)
+      dataset = dataset.skip(start_step * config.local_steps)
+      train_step = self._train_step(iter(self.strategy.experimental_distribute_dataset(dataset)))
 
     evaluation_file = None
     if config.evaluation_file:
@@ -319,7 +443,7 @@ class Training:
     summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
     study_writer = None
     if config.study_period:
-      study_writer = StudyWriter(self.strategy.study, config.study_file, summary_writer,
+      study_writer = StudyWriter(self.pipeline.study, config.study_file, summary_writer,
                                  [v.value for v in self.model.trainable_variables], self.initial_weights)
 
     def record_evaluation(at_step: int) -> None:
@@ -396,6 +520,11 @@ class Training:
     except KeyboardInterrupt:
       stopping.append("interrupt")
       status = 130
+    except ClusterError as error:
+      # Not a bug: too few workers answer for the rule to hold. Said plainly, without a traceback.
+      logging.error("%s", error)
+      stopping.append("the cluster")
+      status = 3
     except BaseException as error:
       failure = error
       raise
@@ -414,7 +543,7 @@ class Training:
           status = status or 143
         elif not config.no_wait and trained_steps:
           record_evaluation(current)
-      for writer in (evaluation_file, study_writer, summary_writer):
+      for writer in (evaluation_file, study_writer, summary_writer, self.pool):
         if writer is not None:
           writer.close()
       if trained_steps:

@@ -1,0 +1,188 @@
+"""The parameter server's side: it calls every worker each step, with a deadline, and checks what comes back.
+
+The parameter server opens no port: it dials each worker over mutual TLS,
+expecting that worker's own certificate (see `credentials`). Each step it sends
+the weights to all n workers at once and waits:
+- for every worker that answered the previous step, up to `step_timeout`;
+- an absent worker (one that missed a deadline, failed, or lost its job) is
+  asked too, and counts if its row comes in by then, but is not waited for:
+  a stalled worker costs one deadline, not one per step.
+A row is refused and counted unless it has exactly the expected size, dtype and
+step; identity is the TLS channel it came on. A worker that lost its job (a
+restart) is configured again, in the background, and rejoins with the current
+weights, which every step carries.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import time
+from typing import Any, Mapping, Sequence
+
+import grpc
+import numpy as np
+from absl import logging
+
+from strategies.cluster import credentials, wire, worker
+from strategies.cluster.spec import Address, ClusterError
+
+
+@dataclasses.dataclass
+class StepRows:
+  """What one step gathered: the rows (absent ones are zeros), who is present, and their loss and accuracy."""
+  rows: np.ndarray
+  present: np.ndarray
+  losses: np.ndarray
+  accuracies: np.ndarray
+
+  @property
+  def missing(self) -> list[int]:
+    return [i for i, here in enumerate(self.present) if not here]
+
+
+class WorkerPool:
+  """Channels to the n workers, for `configure` once per run and `compute` once per step."""
+
+  def __init__(self, addresses: Sequence[Address], credentials_dir: str, step_timeout: float = 10.0,
+               start_timeout: float = 120.0, max_message_bytes: int = worker.DEFAULT_MAX_MESSAGE_BYTES):
+    if not step_timeout > 0 or not start_timeout > 0:
+      raise ValueError(f"expected positive step and start timeouts, got {step_timeout} and {start_timeout}")
+    self.addresses = list(addresses)
+    self.step_timeout = float(step_timeout)
+    self.start_timeout = float(start_timeout)
+    channel_credentials = credentials.channel_credentials(credentials_dir)
+    self._channels = []
+    self._configure, self._compute = [], []
+    for index, address in enumerate(self.addresses):
+      channel = grpc.secure_channel(str(address), channel_credentials, options=[
+          # TLS checks that the far end holds worker `index`'s certificate, whatever the address.
+          ("grpc.ssl_target_name_override", credentials.dns_name(credentials.worker_identity(index))),
+          ("grpc.max_receive_message_length", max_message_bytes),
+          ("grpc.max_send_message_length", max_message_bytes),
+          ("grpc.enable_retries", 0),
+      ])
+      self._channels.append(channel)
+      self._configure.append(channel.unary_unary(worker.CONFIGURE))
+      self._compute.append(channel.unary_unary(worker.COMPUTE))
+    self.nb_workers = len(self.addresses)
+    self.dimension: int | None = None
+    self._job: dict[str, Any] | None = None
+    self.present = np.ones(self.nb_workers, bool)
+    self._reconfiguring: dict[int, grpc.Future] = {}
+    self.refused: collections.Counter = collections.Counter()  # (worker, reason) -> count
+    self.failures: collections.Counter = collections.Counter()  # (worker, gRPC status) -> count
+
+  def describe(self, index: int) -> str:
+    return f"worker {index} at {self.addresses[index]}"
+
+  def configure(self, job: Mapping[str, Any]) -> None:
+    """Sends each worker its job (all at once); every worker must accept it within the start timeout."""
+    self._job = dict(job)
+    self.dimension = int(job["dimension"])
+    # The row answers: their header plus the values, and no more (an oversized message is refused unread).
+    calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
+    problems = []
+    for index, call in enumerate(calls):
+      try:
+        self._check_configured(index, call.result())
+      except grpc.RpcError as error:
+        problems.append(f"{self.describe(index)}: {_explain(error, self.start_timeout)}")
+      except ClusterError as error:
+        problems.append(str(error))
+    if problems:
+      raise ClusterError("the workers could not start the run:\n  " + "\n  ".join(problems) +
+                         "\nStart each worker with `deploy.py --cluster JSON --id JOB:INDEX` (or fix what it says)")
+    self.present[:] = True
+
+  def _job_for(self, index: int) -> bytes:
+    return json.dumps({**self._job, "worker": index}).encode()
+
+  def _check_configured(self, index: int, answer: bytes) -> None:
+    try:
+      reply = json.loads(answer)
+      ok = reply["worker"] == index and reply["dimension"] == self.dimension and reply["run"] == self._job["run"]
+    except (ValueError, KeyError, TypeError):
+      ok = False
+    if not ok:
+      raise ClusterError(f"{self.describe(index)} answered the job with {answer[:200]!r}, expected worker {index} "
+                         f"with {self.dimension} parameters")
+
+  def compute(self, step: int, weights: np.ndarray, timeout: float | None = None) -> StepRows:
+    """Gathers the rows of step `step` for `weights`; absent workers' rows are zeros, and `present` says which."""
+    self._collect_reconfigured()
+    timeout = self.step_timeout if timeout is None else timeout
+    request = wire.encode_weights(step, weights)
+    started = time.monotonic()
+    calls = {i: self._compute[i].future(request, timeout=timeout) for i in range(self.nb_workers)
+             if i not in self._reconfiguring}
+    n, d = self.nb_workers, self.dimension
+    result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
+    # Wait for the present workers; the absent ones count only if they are in by then.
+    for index, call in calls.items():
+      if self.present[index]:
+        try:
+          call.exception(timeout=max(0.0, timeout - (time.monotonic() - started)) + 0.5)
+        except grpc.FutureTimeoutError:
+          pass
+    for index, call in calls.items():
+      result.present[index] = self._take(index, call, step, result)
+    self.present = result.present.copy()
+    return result
+
+  def _take(self, index: int, call: grpc.Future, step: int, result: StepRows) -> bool:
+    if not call.done():
+      call.cancel()
+      self.failures[(index, "deadline")] += 1
+      return False
+    try:
+      answer = call.result()
+    except grpc.RpcError as error:
+      code = error.code()
+      self.failures[(index, code.name)] += 1
+      if code == grpc.StatusCode.FAILED_PRECONDITION and self._job is not None:
+        # The worker lost its job (it restarted): configure it again, and it rejoins with the weights of a later step.
+        logging.warning("%s has no job (restarted?): configuring it again", self.describe(index))
+        self._reconfiguring[index] = self._configure[index].future(self._job_for(index), timeout=self.start_timeout)
+      elif self.present[index]:
+        logging.warning("%s failed step %d: %s", self.describe(index), step, _explain(error, self.step_timeout))
+      return False
+    except grpc.FutureCancelledError:
+      self.failures[(index, "deadline")] += 1
+      return False
+    try:
+      row, loss, accuracy = wire.decode_row(answer, step, self.dimension)
+    except wire.RefusedMessage as error:
+      self.refused[(index, error.reason)] += 1
+      logging.warning("Refused the row of %s for step %d: %s", self.describe(index), step, error)
+      return False
+    result.rows[index] = row
+    result.losses[index], result.accuracies[index] = loss, accuracy
+    return True
+
+  def _collect_reconfigured(self) -> None:
+    for index, call in list(self._reconfiguring.items()):
+      if not call.done():
+        continue
+      del self._reconfiguring[index]
+      try:
+        self._check_configured(index, call.result())
+        logging.info("%s rejoined the run", self.describe(index))
+      except (grpc.RpcError, ClusterError) as error:
+        logging.warning("%s could not take the job again: %s", self.describe(index), error)
+
+  def close(self) -> None:
+    for call in self._reconfiguring.values():
+      call.cancel()
+    for channel in self._channels:
+      channel.close()
+
+
+def _explain(error: grpc.RpcError, timeout: float) -> str:
+  code = error.code()
+  if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    return f"no answer within {timeout:g} s"
+  if code == grpc.StatusCode.UNAVAILABLE:
+    return f"unreachable ({(error.details() or '').splitlines()[0][:200]})"
+  return f"{code.name}: {(error.details() or '')[:500]}"

@@ -1,0 +1,240 @@
+"""A worker process: computes gradient rows on its own devices and data shard, when the parameter server asks.
+
+It serves two methods over gRPC with mutual TLS, to the parameter server alone:
+- `Configure(job)`: the job as JSON data (experiment name and arguments, seed,
+  this worker's index, hyper-parameters); nothing in it is code. A new job
+  replaces the previous one, so one deployment runs many experiments.
+- `Compute(weights of step s)`: sets the model to the weights, takes this
+  worker's slice of global batch s (the same split and batches as local mode),
+  and answers the gradient row of step s, with its loss and accuracy.
+
+With an attack (`deploy.py ... --attack NAME`) the process is a real Byzantine
+worker: it builds its row from what it can see, its own gradients. It computes
+`nb_workers - nb_real_byz_workers` gradients on as many of its own minibatches,
+stands them for the honest ones (the attacks' mean and spread), and sends the
+attack's vector.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from concurrent import futures
+from typing import Any, Mapping
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from strategies.cluster import credentials, wire
+from strategies.cluster.spec import Address, ClusterError
+
+SERVICE = "aggregathor.Worker"
+CONFIGURE = f"/{SERVICE}/Configure"
+COMPUTE = f"/{SERVICE}/Compute"
+# A job message is small JSON; a weights message is bounded by the largest model served.
+MAX_JOB_BYTES = 1 << 20
+DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
+
+# The job's fields, with their types: anything else is refused.
+JOB_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run": str, "experiment": str, "experiment_args": dict, "seed": int, "worker": int, "nb_workers": int,
+    "nb_decl_byz_workers": int, "nb_real_byz_workers": int, "label_flip": bool, "aggregator": str,
+    "aggregator_args": dict, "l1_regularize": (int, float), "l2_regularize": (int, float),
+    "gradient_clip": (int, float, type(None)), "momentum": (int, float), "dampening": (int, float),
+    "momentum_at": str, "dimension": int,
+}
+
+
+def check_job(job: Any) -> dict[str, Any]:
+  """The job as the parameter server sent it, checked field by field."""
+  if not isinstance(job, dict):
+    raise ValueError(f"expected the job as a JSON object, got {type(job).__name__}")
+  missing, unknown = sorted(set(JOB_FIELDS) - set(job)), sorted(set(job) - set(JOB_FIELDS))
+  if missing or unknown:
+    raise ValueError(f"job fields: missing {missing or 'none'}, unknown {unknown or 'none'}")
+  for field, types in JOB_FIELDS.items():
+    if not isinstance(job[field], types) or (types is int and isinstance(job[field], bool)):
+      raise ValueError(f"job field {field} must be {types}, got {job[field]!r}")
+  if not 0 <= job["worker"] < job["nb_workers"]:
+    raise ValueError(f"job: worker {job['worker']} out of range for {job['nb_workers']} workers")
+  return job
+
+
+class WorkerJob:
+  """What one job needs on this worker: its model, data iterator, momentum and attack."""
+
+  def __init__(self, job: Mapping[str, Any], attack: str | None, attack_args: Mapping[str, Any]):
+    import experiments  # pylint: disable=g-import-not-at-top
+    from aggregathor import attacks, gars  # pylint: disable=g-import-not-at-top
+    from strategies import training  # pylint: disable=g-import-not-at-top
+
+    self.job = dict(job)
+    n, index = job["nb_workers"], job["worker"]
+    self.experiment = experiments.get(job["experiment"], **job["experiment_args"])
+    self.experiment.load()
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(job["seed"])
+    self.model = self.experiment.build_model()
+    self.variables = list(self.model.trainable_variables)
+    self.shapes = [tuple(v.shape) for v in self.variables]
+    self.dimension = int(sum(np.prod(shape) for shape in self.shapes))
+    if self.dimension != job["dimension"]:
+      raise ValueError(f"the job's model has {self.dimension} parameters here, {job['dimension']} on the "
+                       "parameter server: the two run different code versions")
+    self.batch_size = self.experiment.args["batch-size"]
+    self.index = index
+    flipped = range(n - job["nb_real_byz_workers"], n) if job["label_flip"] else ()
+    self._dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=job["seed"])
+    self._iterator = None
+    self.next_step = -1
+    self.momentum_buffer = np.zeros(self.dimension, np.float32)
+    self.attack = attacks.get(attack) if attack else None
+    self.attack_args = {}
+    if self.attack is not None:
+      self.attack_args = self.attack.resolve_args(dict(attack_args))
+      if "gar_args" in self.attack_args and self.attack_args["gar_args"] is None:
+        self.attack_args["gar_args"] = dict(job["aggregator_args"])
+      self.rule = gars.get(job["aggregator"])
+      f_real = max(job["nb_real_byz_workers"], 1)
+      self.attack.check(n, f_real, job["nb_decl_byz_workers"], **self.attack_args)
+    weight_indices = training.penalised_indices(self.model)
+    l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
+    model, variables, shapes = self.model, self.variables, self.shapes
+
+    @tf.function
+    def gradient(weights, x, y):
+      for variable, part in zip(variables, tf.split(weights, [int(np.prod(s)) for s in shapes])):
+        variable.assign(tf.reshape(part, variable.shape))
+      with tf.GradientTape() as tape:
+        logits = model(x, training=True)
+        loss = training.penalised_loss(logits, y, [variables[i].value for i in weight_indices], l1, l2)
+      gradients = tape.gradient(loss, variables)
+      row = tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0)
+      return row, loss, training.accuracy_of(logits, y)
+
+    self._gradient = gradient
+
+  def _batch(self, step: int):
+    """This worker's slice of global batch `step` (the iterator is rebuilt when the step jumps)."""
+    if self._iterator is None or step != self.next_step:
+      self._iterator = iter(self._dataset.skip(step))
+    self.next_step = step + 1
+    x, y = next(self._iterator)
+    start = self.index * self.batch_size
+    return x[start:start + self.batch_size], y[start:start + self.batch_size]
+
+  def compute(self, step: int, weights: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The row this worker sends for step `step`, and its loss and accuracy."""
+    weights = tf.constant(weights)
+    if self.attack is not None:
+      return self._attack(step, weights)
+    x, y = self._batch(step)
+    row, loss, accuracy = self._gradient(weights, x, y)
+    row = row.numpy()
+    clip = self.job["gradient_clip"]
+    if clip is not None:
+      row = row * min(1.0, clip / max(float(np.linalg.norm(row)), 1e-30))
+    if self.job["momentum"] and self.job["momentum_at"] == "worker":
+      self.momentum_buffer = (self.job["momentum"] * self.momentum_buffer
+                              + (1.0 - self.job["dampening"]) * row).astype(np.float32)
+      row = self.momentum_buffer
+    return row, float(loss), float(accuracy)
+
+  def _attack(self, step: int, weights: tf.Tensor) -> tuple[np.ndarray, float, float]:
+    n, f_real = self.job["nb_workers"], max(self.job["nb_real_byz_workers"], 1)
+    estimates, losses, accuracies = [], [], []
+    for offset in range(n - f_real):
+      x, y = self._batch(step * (n - f_real) + offset)  # fresh minibatches of its own shard
+      row, loss, accuracy = self._gradient(weights, x, y)
+      estimates.append(row)
+      losses.append(float(loss))
+      accuracies.append(float(accuracy))
+    byzantine = self.attack(tf.stack(estimates), f_real, self.job["nb_decl_byz_workers"], gar=self.rule,
+                            **self.attack_args)
+    return np.asarray(byzantine[0], np.float32), float(np.mean(losses)), float(np.mean(accuracies))
+
+
+class WorkerService:
+  """The two methods, for the parameter server's identity only; one job at a time."""
+
+  def __init__(self, index: int, attack: str | None = None, attack_args: Mapping[str, Any] | None = None):
+    self.index = index
+    self.attack = attack
+    self.attack_args = dict(attack_args or {})
+    self.job: WorkerJob | None = None
+    self._lock = threading.Lock()
+    self.refused = 0
+
+  def _authorise(self, context: grpc.ServicerContext) -> None:
+    names = context.auth_context().get("x509_subject_alternative_name", [])
+    if credentials.dns_name(credentials.PS_IDENTITY).encode() not in names:
+      self.refused += 1
+      context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the parameter server may call a worker")
+
+  def configure(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    self._authorise(context)
+    try:
+      job = check_job(json.loads(request.decode("utf-8")))
+      if job["worker"] != self.index:
+        raise ValueError(f"this is worker {self.index}, the job is for worker {job['worker']}: check the order of "
+                         "the worker job's tasks in the cluster JSON")
+      with self._lock:
+        self.job = None
+        self.job = WorkerJob(job, self.attack, self.attack_args)
+    except (ValueError, UnicodeDecodeError, FileNotFoundError) as error:
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
+    logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"], job["experiment"],
+                 self.job.dimension, f", Byzantine with {self.attack}" if self.attack else "")
+    return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"]}).encode()
+
+  def compute(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+    self._authorise(context)
+    with self._lock:
+      job = self.job
+      if job is None:
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"worker {self.index} has no job: call Configure")
+      try:
+        step, weights = wire.decode_weights(request, job.dimension)
+      except wire.RefusedMessage as error:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
+      row, loss, accuracy = job.compute(step, weights)
+    return wire.encode_row(step, row, loss, accuracy)
+
+
+def serve(address: Address, index: int, credentials_dir: str, attack: str | None = None,
+          attack_args: Mapping[str, Any] | None = None,
+          max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+  """Serves worker `index` on `address` until SIGTERM or SIGINT."""
+  server_credentials = credentials.server_credentials(credentials_dir, index)
+  service = WorkerService(index, attack, attack_args)
+  handlers = {
+      "Configure": grpc.unary_unary_rpc_method_handler(service.configure),
+      "Compute": grpc.unary_unary_rpc_method_handler(service.compute),
+  }
+  server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=[
+      ("grpc.max_receive_message_length", max_message_bytes),
+      ("grpc.max_send_message_length", max_message_bytes),
+      ("grpc.so_reuseport", 0),  # a second process on the same port must fail, not share it
+  ])
+  server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+  try:
+    bound = server.add_secure_port(str(address), server_credentials)
+  except RuntimeError as error:
+    bound = 0
+    reason = str(error)
+  else:
+    reason = "the port is in use or the host is not this machine's"
+  if not bound:
+    raise ClusterError(f"worker {index} cannot listen on {address}: {reason}; free the port or fix the cluster "
+                       "JSON")
+  stopped = threading.Event()
+  for sig in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(sig, lambda *_: stopped.set())
+  server.start()
+  print(f"worker {index} serving on {address}{' (Byzantine: ' + attack + ')' if attack else ''}", flush=True)
+  stopped.wait()
+  server.stop(grace=1).wait()
+  print(f"worker {index} stopped", flush=True)
