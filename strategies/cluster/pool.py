@@ -46,26 +46,16 @@ class WorkerPool:
   """Channels to the n workers, for `configure` once per run and `compute` once per step."""
 
   def __init__(self, addresses: Sequence[Address], credentials_dir: str, step_timeout: float = 10.0,
-               start_timeout: float = 120.0, max_message_bytes: int = worker.DEFAULT_MAX_MESSAGE_BYTES):
+               start_timeout: float = 120.0):
     if not step_timeout > 0 or not start_timeout > 0:
       raise ValueError(f"expected positive step and start timeouts, got {step_timeout} and {start_timeout}")
     self.addresses = list(addresses)
     self.step_timeout = float(step_timeout)
     self.start_timeout = float(start_timeout)
-    channel_credentials = credentials.channel_credentials(credentials_dir)
-    self._channels = []
-    self._configure, self._compute = [], []
-    for index, address in enumerate(self.addresses):
-      channel = grpc.secure_channel(str(address), channel_credentials, options=[
-          # TLS checks that the far end holds worker `index`'s certificate, whatever the address.
-          ("grpc.ssl_target_name_override", credentials.dns_name(credentials.worker_identity(index))),
-          ("grpc.max_receive_message_length", max_message_bytes),
-          ("grpc.max_send_message_length", max_message_bytes),
-          ("grpc.enable_retries", 0),
-      ])
-      self._channels.append(channel)
-      self._configure.append(channel.unary_unary(worker.CONFIGURE))
-      self._compute.append(channel.unary_unary(worker.COMPUTE))
+    self._channel_credentials = credentials.channel_credentials(credentials_dir)
+    self._channels: list[grpc.Channel] = []
+    self._configure: list[Any] = []
+    self._compute: list[Any] = []
     self.nb_workers = len(self.addresses)
     self.dimension: int | None = None
     self._job: dict[str, Any] | None = None
@@ -81,7 +71,7 @@ class WorkerPool:
     """Sends each worker its job (all at once); every worker must accept it within the start timeout."""
     self._job = dict(job)
     self.dimension = int(job["dimension"])
-    # The row answers: their header plus the values, and no more (an oversized message is refused unread).
+    self._connect(wire.row_size(self.dimension))
     calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
     problems = []
     for index, call in enumerate(calls):
@@ -95,6 +85,22 @@ class WorkerPool:
       raise ClusterError("the workers could not start the run:\n  " + "\n  ".join(problems) +
                          "\nStart each worker with `deploy.py --cluster JSON --id JOB:INDEX` (or fix what it says)")
     self.present[:] = True
+
+  def _connect(self, largest_answer: int) -> None:
+    """One channel per worker, which takes no answer larger than a row (gRPC refuses a longer one unread)."""
+    self.close()
+    self._channels, self._configure, self._compute = [], [], []
+    for index, address in enumerate(self.addresses):
+      channel = grpc.secure_channel(str(address), self._channel_credentials, options=[
+          # TLS checks that the far end holds worker `index`'s certificate, whatever the address.
+          ("grpc.ssl_target_name_override", credentials.dns_name(credentials.worker_identity(index))),
+          ("grpc.max_receive_message_length", max(largest_answer, worker.MAX_JOB_BYTES)),
+          ("grpc.max_send_message_length", wire.weights_size(self.dimension)),
+          ("grpc.enable_retries", 0),
+      ])
+      self._channels.append(channel)
+      self._configure.append(channel.unary_unary(worker.CONFIGURE))
+      self._compute.append(channel.unary_unary(worker.COMPUTE))
 
   def _job_for(self, index: int) -> bytes:
     return json.dumps({**self._job, "worker": index}).encode()
@@ -173,8 +179,18 @@ class WorkerPool:
         logging.warning("%s could not take the job again: %s", self.describe(index), error)
 
   def close(self) -> None:
+    """Closes the channels; the refused rows and failed calls of the run, if any, are logged."""
+    if self.refused:
+      logging.warning("Refused rows: %s", ", ".join(f"worker {i} {reason} x{count}"
+                                                   for (i, reason), count in sorted(self.refused.items())))
+    if self.failures:
+      logging.info("Failed or late calls: %s", ", ".join(f"worker {i} {code} x{count}"
+                                                        for (i, code), count in sorted(self.failures.items())))
+    self.refused.clear()
+    self.failures.clear()
     for call in self._reconfiguring.values():
       call.cancel()
+    self._reconfiguring.clear()
     for channel in self._channels:
       channel.close()
 

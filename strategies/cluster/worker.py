@@ -208,6 +208,7 @@ def serve(address: Address, index: int, credentials_dir: str, attack: str | None
           attack_args: Mapping[str, Any] | None = None,
           max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
   """Serves worker `index` on `address` until SIGTERM or SIGINT."""
+  logging.set_verbosity(logging.INFO)
   server_credentials = credentials.server_credentials(credentials_dir, index)
   service = WorkerService(index, attack, attack_args)
   handlers = {

@@ -1,0 +1,120 @@
+"""Real cluster processes on 127.0.0.1 for the cluster tests: worker tasks started with deploy.py, and runner.py.
+
+Every process a test starts is stopped by its PID when the test (or module) ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from strategies.cluster import credentials
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def free_ports(count: int) -> list[int]:
+  sockets = [socket.socket() for _ in range(count)]
+  for sock in sockets:
+    sock.bind(("127.0.0.1", 0))
+  ports = [sock.getsockname()[1] for sock in sockets]
+  for sock in sockets:
+    sock.close()
+  return ports
+
+
+class Cluster:
+  """n worker tasks and one parameter server task, all on 127.0.0.1, with their credentials."""
+
+  def __init__(self, root: pathlib.Path, nb_workers: int):
+    self.root = root
+    root.mkdir(parents=True, exist_ok=True)
+    ps_port, *ports = free_ports(nb_workers + 1)
+    self.ports = ports
+    self.spec = {"ps": [f"127.0.0.1:{ps_port}"], "workers": [f"127.0.0.1:{port}" for port in ports]}
+    self.spec_path = root / "cluster.json"
+    self.spec_path.write_text(json.dumps(self.spec))
+    self.credentials = root / "creds"
+    credentials.make_credentials(self.credentials, nb_workers)
+    self.processes: list[subprocess.Popen] = []
+    self.workers: dict[int, subprocess.Popen] = {}
+
+  def spawn(self, command: list[str], log: pathlib.Path) -> subprocess.Popen:
+    handle = open(log, "w", encoding="utf-8")  # pylint: disable=consider-using-with
+    process = subprocess.Popen(command, cwd=self.root, env=ENVIRONMENT, stdout=handle, stderr=subprocess.STDOUT)
+    handle.close()
+    self.processes.append(process)
+    return process
+
+  def start_worker(self, index: int, *extra: str, wait: bool = True) -> subprocess.Popen:
+    log = self.root / f"worker-{index}.log"
+    process = self.spawn([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(self.spec_path), "--id",
+                          f"workers:{index}", "--credentials", str(self.credentials), *extra], log)
+    self.workers[index] = process
+    if wait:
+      wait_for(log, "serving on", process)
+    return process
+
+  def start_workers(self, attacks: dict[int, list[str]] | None = None) -> None:
+    attacks = attacks or {}
+    for index in range(len(self.ports)):
+      self.start_worker(index, *attacks.get(index, []), wait=False)
+    for index, process in self.workers.items():
+      wait_for(self.root / f"worker-{index}.log", "serving on", process)
+
+  def runner(self, *args: str) -> list[str]:
+    return [sys.executable, str(REPO_ROOT / "runner.py"), "--server", str(self.spec_path), "--credentials",
+            str(self.credentials), "--nb-workers", str(len(self.ports)), "--evaluation-period", "-1",
+            "--checkpoint-period", "-1", "--summary-period", "-1", *args]
+
+  def start_ps(self, *args: str, log: str = "ps.log") -> subprocess.Popen:
+    return self.spawn(self.runner(*args), self.root / log)
+
+  def stop(self) -> None:
+    for process in self.processes:
+      if process.poll() is None:
+        os.kill(process.pid, signal.SIGCONT)
+        process.terminate()
+    for process in self.processes:
+      try:
+        process.wait(timeout=10)
+      except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
+def wait_for(log: pathlib.Path, text: str, process: subprocess.Popen, timeout: float = 90.0) -> str:
+  """Waits until `text` is in the log of `process`; fails with the log if it exits or time runs out."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    content = log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+    if text in content:
+      return content
+    if process.poll() is not None:
+      pytest.fail(f"{log.name}: exited with {process.returncode} before {text!r}:\n{content[-3000:]}")
+    time.sleep(0.1)
+  pytest.fail(f"{log.name}: no {text!r} within {timeout} s:\n{content[-3000:]}")
+
+
+@pytest.fixture
+def make_cluster(tmp_path):
+  """Builds clusters in this test's folder; all their processes are stopped at the end."""
+  clusters = []
+
+  def make(nb_workers: int = 4, name: str = "cluster") -> Cluster:
+    cluster = Cluster(tmp_path / name, nb_workers)
+    clusters.append(cluster)
+    return cluster
+
+  yield make
+  for cluster in clusters:
+    cluster.stop()
