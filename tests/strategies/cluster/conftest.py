@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import subprocess
@@ -78,6 +79,20 @@ class Cluster:
 
   def start_ps(self, *args: str, log: str = "ps.log") -> subprocess.Popen:
     return self.spawn(self.runner(*args), self.root / log)
+
+  wait_for = staticmethod(lambda *args, **kwargs: wait_for(*args, **kwargs))
+
+  @staticmethod
+  def wait_for_step(log: pathlib.Path, process: subprocess.Popen, step: int, timeout: float = 120) -> int:
+    """Waits until the progress lines of `log` reach `step`; returns the last step logged."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+      steps = [int(s) for s in re.findall(r"step (\d+)/", log.read_text(errors="replace"))]
+      if steps and steps[-1] >= step:
+        return steps[-1]
+      assert process.poll() is None, log.read_text()[-3000:]
+      time.sleep(0.2)
+    raise AssertionError(f"step {step} not reached in {timeout} s:\n{log.read_text()[-3000:]}")
 
   def stop(self) -> None:
     for process in self.processes:

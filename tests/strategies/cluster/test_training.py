@@ -35,21 +35,6 @@ def listening_sockets(pid: int) -> list[str]:
   return found
 
 
-def steps_logged(log: pathlib.Path) -> list[int]:
-  return [int(step) for step in re.findall(r"step (\d+)/", log.read_text(errors="replace"))]
-
-
-def wait_for_step(log: pathlib.Path, process: subprocess.Popen, step: int, timeout: float = 120) -> int:
-  deadline = time.monotonic() + timeout
-  while time.monotonic() < deadline:
-    steps = steps_logged(log)
-    if steps and steps[-1] >= step:
-      return steps[-1]
-    assert process.poll() is None, log.read_text()[-3000:]
-    time.sleep(0.2)
-  raise AssertionError(f"step {step} not reached in {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 def evaluations(path: pathlib.Path) -> list[tuple[int, float]]:
   rows = []
   for line in path.read_text().splitlines():
@@ -66,7 +51,7 @@ def test_mnist_with_a_byzantine_process_and_a_parameter_server_without_ports(mak
                         "--aggregator", "median", "--nb-decl-byz-workers", "1", "--nb-real-byz-workers", "1",
                         "--max-steps", "300", "--evaluation-delta", "1000", "--evaluation-file", "eval.tsv",
                         "--log-period", "1")
-  wait_for_step(cluster.root / "ps.log", ps, 1)
+  cluster.wait_for_step(cluster.root / "ps.log", ps, 1)
   # The trusted parameter server exposes nothing: no listening TCP socket, no UDP socket at all.
   assert listening_sockets(ps.pid) == []
   assert ps.wait(timeout=600) == 0, (cluster.root / "ps.log").read_text()[-3000:]
@@ -80,19 +65,19 @@ def test_stalled_killed_and_restarted_workers(make_cluster):
   cluster.start_workers()
   log = cluster.root / "ps.log"
   ps = cluster.start_ps(*DIGITS, "--max-steps", "0", "--step-timeout", "2", "--log-period", "0.5")
-  step = wait_for_step(log, ps, 20)
+  step = cluster.wait_for_step(log, ps, 20)
 
   # SIGSTOP: the step goes on without the stalled worker, which costs one deadline, not one per step.
   os.kill(cluster.workers[1].pid, signal.SIGSTOP)
   stalled = time.monotonic()
-  step = wait_for_step(log, ps, step + 60)
+  step = cluster.wait_for_step(log, ps, step + 60)
   assert time.monotonic() - stalled < 20
   assert "goes on without worker 1" in log.read_text()
   os.kill(cluster.workers[1].pid, signal.SIGCONT)
 
   # SIGKILL: the same; a restarted worker gets the job again and rejoins with the current weights.
   cluster.workers[1].kill()
-  step = wait_for_step(log, ps, step + 40)
+  step = cluster.wait_for_step(log, ps, step + 40)
   cluster.start_worker(1)
   deadline = time.monotonic() + 60
   while "worker 1 at 127.0.0.1:" not in "".join(re.findall(r"worker \d at \S+ rejoined the run", log.read_text())) \
@@ -100,7 +85,7 @@ def test_stalled_killed_and_restarted_workers(make_cluster):
     assert ps.poll() is None
     time.sleep(0.2)
   assert "rejoined the run" in log.read_text()
-  step = wait_for_step(log, ps, step + 20)
+  step = cluster.wait_for_step(log, ps, step + 20)
 
   # Two workers down: median with f=1 on 2 rows no longer holds, and training stops, saying why.
   cluster.workers[1].kill()
@@ -117,7 +102,7 @@ def test_killed_parameter_server_resumes_from_its_checkpoint(make_cluster):
   common = [*DIGITS, "--checkpoint-dir", "ckpt", "--checkpoint-delta", "10", "--evaluation-delta", "10",
             "--log-period", "0.2"]
   ps = cluster.start_ps(*common, "--max-steps", "0", log="first.log")
-  wait_for_step(cluster.root / "first.log", ps, 55)
+  cluster.wait_for_step(cluster.root / "first.log", ps, 55)
   ps.kill()
   ps.wait(timeout=10)
   again = cluster.start_ps(*common, "--max-steps", "40", log="second.log")
