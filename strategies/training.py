@@ -166,6 +166,42 @@ def current_learning_rate(optimizer: keras.optimizers.Optimizer) -> float:
   return float(tf.convert_to_tensor(optimizer.learning_rate))
 
 
+def trim_evaluations(path: str, resumed_step: int) -> int:
+  """Drops the evaluation lines that a resumed run will write again; returns how many were dropped.
+
+  A run killed after an evaluation but before the next checkpoint resumes from
+  an earlier step and evaluates those steps again: the lines past
+  `resumed_step`, and a line cut short by the kill, go, so that each step is
+  evaluated once in the file. The rewrite is atomic (a new file, then a rename).
+  """
+  try:
+    with open(path, encoding="utf-8") as file:
+      text = file.read()
+  except FileNotFoundError:
+    return 0
+  lines = text.split("\n")
+  kept = [line for line in lines[:-1] if _evaluation_step(line) is None or _evaluation_step(line) <= resumed_step]
+  dropped = len(lines) - 1 - len(kept) + (1 if lines[-1] else 0)
+  if dropped:
+    temporary = f"{path}.trimmed"
+    with open(temporary, "w", encoding="utf-8") as file:
+      file.write("".join(line + "\n" for line in kept))
+      file.flush()
+      os.fsync(file.fileno())
+    os.replace(temporary, path)
+    logging.info("Dropped %d evaluation line(s) of %s past the resumed step %d: this run evaluates them again",
+                 dropped, path, resumed_step)
+  return dropped
+
+
+def _evaluation_step(line: str) -> int | None:
+  fields = line.split("\t")
+  try:
+    return int(fields[1])
+  except (IndexError, ValueError):
+    return None
+
+
 class Training:
   """One run: built from a `TrainingConfig`, resumed from its checkpoint directory, trained by `run()`."""
 
@@ -267,6 +303,7 @@ class Training:
         tracked["initial_weights"] = self.initial_weights
     self.checkpoint = tf.train.Checkpoint(**tracked)
     self.manager = None
+    self.resumed_from = None
     if config.checkpoint_dir:
       self.manager = tf.train.CheckpointManager(self.checkpoint, config.checkpoint_dir, max_to_keep=3)
       if latest:
@@ -287,6 +324,7 @@ class Training:
           # as a schedule's arguments do (schedules are rebuilt from the flags, not checkpointed).
           self.optimizer.learning_rate = learning_rate
         logging.info("Resumed from %s at step %d", latest, int(self.step.numpy()))
+        self.resumed_from = latest
     if self.initial_weights is not None and not resumes_initial_weights:
       if latest:
         logging.warning("%s holds no initial weights (saved without --study-period): the study's "
@@ -439,6 +477,8 @@ class Training:
     evaluation_file = None
     if config.evaluation_file:
       os.makedirs(os.path.dirname(os.path.abspath(config.evaluation_file)), exist_ok=True)
+      if self.resumed_from:
+        trim_evaluations(config.evaluation_file, start_step)
       evaluation_file = open(config.evaluation_file, "a", buffering=1, encoding="utf-8")
     summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
     study_writer = None
@@ -451,6 +491,7 @@ class Training:
       line = "\t".join([f"{time.time():.3f}", str(at_step)] + [f"{k}:{v:.6g}" for k, v in results.items()])
       if evaluation_file is not None:
         evaluation_file.write(line + "\n")
+        os.fsync(evaluation_file.fileno())  # kept through a power loss too, as the checkpoints are
       if summary_writer is not None:
         with summary_writer.as_default(step=at_step):
           for key, value in results.items():

@@ -228,6 +228,27 @@ def test_resume_from_checkpoint(capsys, tmp_path, built_models):
     np.testing.assert_allclose(resumed_weight, weight, rtol=1e-5, atol=1e-6)
 
 
+def test_resumed_run_evaluates_each_step_once(capsys, tmp_path):
+  # A run killed after evaluating steps past its last checkpoint (here: lines written by hand, the
+  # last cut short by the kill) resumes from the checkpoint and evaluates those steps again, once.
+  checkpoints, evaluation = tmp_path / "checkpoints", tmp_path / "eval.tsv"
+  common = ["--nb-workers", "3", "--evaluation-delta", "2", "--evaluation-file", str(evaluation),
+            "--checkpoint-dir", str(checkpoints)]
+  _train(capsys, *common, "--max-steps", "4")  # evaluates 2, and 4 at the end
+  with open(evaluation, "a", encoding="utf-8") as file:
+    file.write("1.000\t6\taccuracy:0.5\tloss:1\n1.000\t8\taccu")
+  _train(capsys, *common, "--max-steps", "6", "--no-wait")
+  assert [step for _, step, _, _ in _evaluations(evaluation)] == [2, 4, 6, 8]
+
+
+def test_fresh_run_keeps_an_existing_evaluation_file(capsys, tmp_path):
+  evaluation = tmp_path / "eval.tsv"
+  evaluation.write_text("1.000\t50\taccuracy:0.5\tloss:1\n", encoding="utf-8")
+  _train(capsys, "--nb-workers", "3", "--evaluation-delta", "2", "--evaluation-file", str(evaluation),
+         "--max-steps", "3", "--no-wait")
+  assert [step for _, step, _, _ in _evaluations(evaluation)] == [50, 2]
+
+
 @pytest.mark.parametrize("changed", [["--aggregator", "centered-clipping", "--nb-decl-byz-workers", "1"],
                                      ["--momentum", "0.9", "--momentum-at", "worker"]])
 def test_resume_with_another_setup_is_a_clear_error(capsys, tmp_path, changed):
