@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 import tensorflow as tf
-from tensorflow.python.distribute import device_util  # pylint: disable=g-direct-tensorflow-import
-from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
 
 from aggregathor import attacks, gars
+from strategies import tf_internals
 from strategies.devices import default_worker_devices
 from strategies.pipeline import GradientPipeline
 from strategies.reduction import RobustReduction
@@ -55,19 +54,16 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
                                 dampening=dampening, clip=clip, study_period=study_period)
     devices = list(devices) if devices is not None else default_worker_devices(nb_workers)
     # Canonical names, so that "/cpu:0" and its full name count as the same device.
-    if len(devices) != nb_workers or len({device_util.canonicalize(device) for device in devices}) != nb_workers:
+    if len(devices) != nb_workers or len({tf_internals.canonical_device(device) for device in devices}) != nb_workers:
       raise ValueError(f"expected {nb_workers} distinct worker devices, got {devices}")
     super().__init__(devices=devices, cross_device_ops=RobustReduction(pipeline, ps_device, loss_scaled_by_replicas))
     self.pipeline = pipeline
-    # MirroredStrategy swaps any cross-device ops for its collective mean when the
-    # step is XLA-compiled on all-GPU devices (Keras' jit_compile="auto" on GPU):
-    # that would skip the rule and the attack silently, so keep the merge call.
-    self.extended._use_merge_call = lambda: True  # pylint: disable=protected-access
+    tf_internals.keep_merge_call(self)
 
   def reduce(self, reduce_op, value, axis):
     if axis is None:
       for per_replica in tf.nest.flatten(value):
-        if not isinstance(per_replica, value_lib.PerReplica):
+        if not isinstance(per_replica, tf_internals.PerReplica):
           continue
         shapes = [tuple(v.shape) for v in per_replica.values if isinstance(v, tf.Tensor) and v.shape.is_fully_defined()]
         if len(set(shapes)) > 1:

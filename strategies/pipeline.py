@@ -174,12 +174,10 @@ def plain_variables():
 
   The pipeline's state lives once, on the parameter server, not mirrored per replica.
   """
-  from tensorflow.python.ops import resource_variable_ops  # pylint: disable=g-import-not-at-top
+  from strategies import tf_internals  # pylint: disable=g-import-not-at-top
 
   def creator(next_creator, **kwargs):
     del next_creator
-    kwargs.pop("synchronization", None)
-    kwargs.pop("aggregation", None)
-    return resource_variable_ops.ResourceVariable(**kwargs)
+    return tf_internals.plain_variable(**kwargs)
 
   return tf.variable_creator_scope(creator)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.distribute import collective_util, cross_device_ops, cross_device_utils, distribute_utils  # pylint: disable=g-direct-tensorflow-import
-from tensorflow.python.distribute import values as value_lib  # pylint: disable=g-direct-tensorflow-import
-
+from strategies import tf_internals
 from strategies.pipeline import GradientPipeline
 
 
@@ -30,7 +28,7 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     self.pipeline = pipeline
     self.ps_device = ps_device
     self.loss_scaled_by_replicas = loss_scaled_by_replicas
-    self._plain = cross_device_ops.ReductionToOneDevice(reduce_to_device=ps_device)
+    self._plain = tf.distribute.ReductionToOneDevice(reduce_to_device=ps_device)
 
   def reduce_implementation(self, reduce_op, per_replica_value, destinations, options):
     return self._plain.reduce_implementation(reduce_op, per_replica_value, destinations, options)
@@ -42,10 +40,11 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     # With one replica the base class hands the values back without calling
     # batch_reduce_implementation, which would skip clipping, momentum and the study.
     if self.pipeline.nb_workers == 1:
-      pairs = [(value_lib.PerReplica((value,)) if isinstance(value, tf.Tensor) else value, destinations)
+      pairs = [(tf_internals.PerReplica((value,)) if isinstance(value, tf.Tensor) else value, destinations)
                for value, destinations in value_destination_pairs]
       if self._is_gradient_batch(reduce_op, pairs):
-        return self.batch_reduce_implementation(reduce_op, pairs, options or collective_util.Options())
+        options = options or tf.distribute.experimental.CommunicationOptions()
+        return self.batch_reduce_implementation(reduce_op, pairs, options)
     return super().batch_reduce(reduce_op, value_destination_pairs, options)
 
   def batch_reduce_implementation(self, reduce_op, value_destination_pairs, options):
@@ -88,16 +87,14 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     if reduce_op not in (tf.distribute.ReduceOp.SUM, tf.distribute.ReduceOp.MEAN):
       return False
     for value, _ in value_destination_pairs:
-      if not isinstance(value, value_lib.PerReplica) or len(value.values) != self.pipeline.nb_workers:
+      if not isinstance(value, tf_internals.PerReplica) or len(value.values) != self.pipeline.nb_workers:
         return False
       if not value.values[0].dtype.is_floating or not value.values[0].shape.is_fully_defined():
         return False
     return True
 
-  def _mirror(self, tensor: tf.Tensor, destinations) -> value_lib.Mirrored:
-    devices = cross_device_ops.get_devices_from(destinations, self._canonicalize_devices)
-    copies = [cross_device_utils.copy_tensor_or_indexed_slices_to_device(tensor, device) for device in devices]
-    return distribute_utils.regroup(copies, wrap_class=value_lib.Mirrored)
+  def _mirror(self, tensor: tf.Tensor, destinations):
+    return tf_internals.mirrored(tensor, tf_internals.destination_devices(destinations, self._canonicalize_devices))
 
 
 def _on_host(device: str) -> bool:
