@@ -5,6 +5,7 @@
   python deploy.py --cluster cluster.json --id workers:0 --credentials creds/            # on each worker host
   python deploy.py --cluster cluster.json --id workers:3 --credentials creds/ --attack little   # a Byzantine one
   python runner.py --server cluster.json --credentials creds/ --nb-workers 4 ...   # then, on the PS host
+  python deploy.py --cluster cluster.json --id workers:0 --transport tf   # TensorFlow's runtime: trusted networks only
 
 The cluster is AggregaThor's JSON, `{"job": ["host:port", ...], ...}`, inline or
 in a file. A worker task serves in the foreground until SIGTERM or Ctrl-C, and
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--make-credentials", default=None, metavar="DIR",
                       help="write a new CA and the certificates of the parameter server and of every worker task "
                       "into DIR, then exit; give each task its own files, and keep ca-key.pem off the cluster")
+  parser.add_argument("--transport", default="grpc", choices=["grpc", "tf"],
+                      help="'grpc': this worker serves the parameter server alone, over mutual TLS; 'tf': a "
+                      "TensorFlow server, for runner.py --transport tf, which executes any graph anyone who reaches "
+                      "its port sends (trusted networks only)")
   parser.add_argument("--attack", default=None,
                       help="make this worker a real Byzantine process running this attack on its own gradients")
   parser.add_argument("--attack-args", nargs="*", default=[], metavar="KEY:VALUE",
@@ -62,6 +67,13 @@ def run(argv: Sequence[str] | None = None) -> int:
                        "server is `runner.py --server JSON`, and evaluations run on it")
     if flags.attack_args and not flags.attack:
       parser.error("--attack-args given without --attack")
+    if flags.transport == "tf":
+      if flags.attack:
+        parser.error("--attack: with --transport tf this task runs whatever graph the parameter server sends, so "
+                     "its Byzantine workers are simulated there: give runner.py --attack and --nb-real-byz-workers")
+      from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
+      in_graph.serve(spec, task.job, task.index)
+      return 0
     attack_args = {}
     if flags.attack:
       import experiments  # pylint: disable=g-import-not-at-top

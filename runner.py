@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar="DIR", help="directory of the parameter server's TLS credentials (ca.pem, ps.pem, "
                      "ps-key.pem), made by deploy.py --make-credentials (default: $AGGREGATHOR_CREDENTIALS or "
                      "./credentials)")
+  group.add_argument("--transport", default="grpc", choices=["grpc", "tf"],
+                     help="how the parameter server reaches the workers: 'grpc', a narrow mutual-TLS service on the "
+                     "workers that this process calls and that runs nothing they send; or 'tf', TensorFlow's own "
+                     "runtime in-graph as the original AggregaThor (every task, this one included, then runs a "
+                     "TensorFlow server that executes any graph it is sent: trusted networks only; --attack "
+                     "simulates the Byzantine workers here)")
   group.add_argument("--step-timeout", type=float, default=10.0,
                      help="seconds each step waits for the workers' rows; a step goes on without the late ones "
                      "while the rule's condition holds on the rows received")
@@ -193,6 +199,12 @@ def cluster_workers(flags: argparse.Namespace) -> list[str] | None:
                  flags.ps_job_name, flags.nb_workers)
     return None
   return [str(address) for address in spec.tasks(flags.wk_job_name, "worker job (--wk-job-name)")]
+
+
+def cluster_jobs(flags: argparse.Namespace) -> dict[str, list[str]]:
+  """`--server`'s jobs and their tasks."""
+  from strategies.cluster.spec import ClusterSpec  # pylint: disable=g-import-not-at-top
+  return {job: [str(a) for a in addresses] for job, addresses in ClusterSpec.parse(flags.server).jobs.items()}
 
 
 def output_path(value: str | None, default: str | None = None) -> str | None:
@@ -313,7 +325,8 @@ def build_training(flags: argparse.Namespace):
       evaluation_delta=flags.evaluation_delta, evaluation_period=flags.evaluation_period,
       study_period=flags.study_period, study_file=output_path(flags.study_file), log_period=flags.log_period,
       trace=flags.trace, no_wait=flags.no_wait, workers=workers, credentials=flags.credentials,
-      step_timeout=flags.step_timeout, start_timeout=flags.start_timeout)
+      step_timeout=flags.step_timeout, start_timeout=flags.start_timeout, transport=flags.transport,
+      cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name)
   return training.Training(config)
 
 

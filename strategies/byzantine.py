@@ -61,21 +61,29 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     tf_internals.keep_merge_call(self)
 
   def reduce(self, reduce_op, value, axis):
-    if axis is None:
-      for per_replica in tf.nest.flatten(value):
-        if not isinstance(per_replica, tf_internals.PerReplica):
-          continue
-        shapes = [tuple(v.shape) for v in per_replica.values if isinstance(v, tf.Tensor) and v.shape.is_fully_defined()]
-        if len(set(shapes)) > 1:
-          # Keras 3 reduces the first data batch across replicas to build the model
-          # (`_maybe_symbolic_build`): with an uneven split, TensorFlow's error is a bare AddN shape mismatch.
-          raise ValueError(f"cannot reduce values of different shapes across the replicas: {shapes}. With Keras "
-                           f"fit/evaluate/predict, use a batch size that is a multiple of the "
-                           f"{self.num_replicas_in_sync} workers: Keras reduces the first batch across the "
-                           f"replicas when it builds the model")
+    check_replica_shapes(value, axis, self.num_replicas_in_sync)
     return super().reduce(reduce_op, value, axis)
 
   @property
   def study(self):
     """The study metrics recorder (`strategies.study.StudyRecorder`)."""
     return self.pipeline.study
+
+
+def check_replica_shapes(value, axis, nb_replicas: int) -> None:
+  """Refuses, with what to do, a reduction of per-replica values of different shapes.
+
+  Keras 3 reduces the first data batch across replicas to build the model
+  (`_maybe_symbolic_build`): with an uneven split, TensorFlow's error is a bare
+  AddN shape mismatch.
+  """
+  if axis is not None:
+    return
+  for per_replica in tf.nest.flatten(value):
+    if not isinstance(per_replica, tf_internals.PerReplica):
+      continue
+    shapes = [tuple(v.shape) for v in per_replica.values if isinstance(v, tf.Tensor) and v.shape.is_fully_defined()]
+    if len(set(shapes)) > 1:
+      raise ValueError(f"cannot reduce values of different shapes across the replicas: {shapes}. With Keras "
+                       f"fit/evaluate/predict, use a batch size that is a multiple of the {nb_replicas} workers: "
+                       "Keras reduces the first batch across the replicas when it builds the model")

@@ -64,13 +64,13 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
               for value in per_replica]
 
     with tf.device(self.ps_device):
-      if all(_on_host(device) for device in devices):
+      if all(_on_host(device, self.ps_device) for device in devices):
         # Tensors move between this host's CPU devices by reference: one
         # concatenation of every part, row after row, is the only copy.
         parts = [part for replica in range(n) for part in flat_parts(replica)]
         gradients = tf.reshape(tf.concat(parts, axis=0), [n, sum(sizes)])
       else:
-        # From accelerators, one transfer per worker: each row is assembled on its device.
+        # From accelerators or other tasks, one transfer per worker: each row is assembled on its device.
         rows = []
         for replica, device in enumerate(devices):
           with tf.device(device):
@@ -97,6 +97,8 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
     return tf_internals.mirrored(tensor, tf_internals.destination_devices(destinations, self._canonicalize_devices))
 
 
-def _on_host(device: str) -> bool:
-  """Whether a tensor on `device` lives in this host's memory (CPU), by its device name."""
-  return tf.DeviceSpec.from_string(device or "/device:CPU:0").device_type in (None, "CPU")
+def _on_host(device: str, ps_device: str) -> bool:
+  """Whether a tensor on `device` lives in the parameter server's memory: a CPU device of the PS's own task."""
+  spec, ps = tf.DeviceSpec.from_string(device or "/device:CPU:0"), tf.DeviceSpec.from_string(ps_device)
+  same_task = all(getattr(spec, part) in (None, getattr(ps, part)) for part in ("job", "replica", "task"))
+  return same_task and spec.device_type in (None, "CPU")

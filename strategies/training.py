@@ -91,6 +91,13 @@ class TrainingConfig:
   credentials: str = "credentials"
   step_timeout: float = 10.0
   start_timeout: float = 120.0
+  # "grpc": the parameter server calls its workers over mutual TLS and runs nothing they send (the default);
+  # "tf": TensorFlow's runtime in-graph, for trusted networks only (see strategies.cluster.in_graph), which needs
+  # the whole cluster (job -> tasks) and the parameter server's and workers' job names.
+  transport: str = "grpc"
+  cluster: dict[str, list[str]] | None = None
+  ps_job: str = "ps"
+  worker_job: str = "workers"
 
   def get_config(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -207,12 +214,34 @@ class Training:
 
   def __init__(self, config: TrainingConfig):
     self.config = config
+    if config.transport not in ("grpc", "tf"):
+      raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default) or 'tf'")
+    self.in_graph = bool(config.workers) and config.transport == "tf"
+    if self.in_graph:
+      # Before anything else runs: TensorFlow's context is rebuilt when it joins a cluster.
+      from strategies.cluster import in_graph, spec  # pylint: disable=g-import-not-at-top
+      if config.cluster is None:
+        raise ValueError("the in-graph transport needs the whole cluster (TrainingConfig.cluster)")
+      worker_devices = in_graph.connect(spec.ClusterSpec(config.cluster), config.ps_job, config.worker_job,
+                                        config.start_timeout)
     experiment = experiments.get(config.experiment, **config.experiment_args)
     learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
     keras.utils.set_random_seed(config.seed)
     rule = gars.get(config.aggregator)
     self.pool = None
-    if config.workers:
+    if self.in_graph:
+      # The in-graph transport: the local strategy's replicas are the workers' devices.
+      if len(config.workers) != config.nb_workers:
+        raise ValueError(f"--nb-workers is {config.nb_workers} but the worker job has {len(config.workers)} "
+                         "task(s): make them match")
+      self.strategy = in_graph.InGraphStrategy(
+          rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, config.attack,
+          config.aggregator_args, config.attack_args, devices=worker_devices,
+          ps_device=in_graph.task_device(config.ps_job, 0), momentum=config.momentum,
+          momentum_at=config.momentum_at, dampening=config.dampening, clip=config.gradient_clip,
+          study_period=config.study_period)
+      self.pipeline = self.strategy.pipeline
+    elif config.workers:
       # Cluster mode: the workers clip, keep their momentum and attack in their own processes.
       self._check_cluster(rule)
       self.strategy = tf.distribute.get_strategy()
@@ -245,7 +274,7 @@ class Training:
     self._restore(learning_rate)
     self._test_dataset = experiment.test_dataset()
     self._eval_batch = self._evaluation_step()
-    if config.workers:
+    if config.workers and not self.in_graph:
       self._start_pool()
 
   def _check_cluster(self, rule: gars.Rule) -> None:
@@ -430,6 +459,33 @@ class Training:
 
     return train_step
 
+  def _with_deadline(self, train_step):
+    """The in-graph step, under a deadline (TensorFlow's remote calls have none) and with a lost worker said plainly."""
+    from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
+    config = self.config
+    first = [True]
+
+    def step():
+      at = int(self.step.numpy()) + 1
+      timeout = config.start_timeout if first[0] else config.step_timeout
+      first[0] = False
+      with in_graph.Deadline(timeout, lambda: f"step {at} got no gradients from the workers at "
+                                              f"{', '.join(config.workers)}",
+                             # The blocked step has not updated the variables: they hold the previous step's state.
+                             on_expire=lambda: in_graph.save_then_exit(self.manager, int(self.step.numpy()))):
+        try:
+          loss, accuracy = train_step()
+          return float(loss), float(accuracy)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError) as error:
+          named = [address for address in config.workers if address in str(error)]
+          lost = f"the worker at {', '.join(named)}" if named else "a worker"
+          raise ClusterError(f"step {at}: {lost} was lost ({first_line(error)[:300]}); the in-graph transport "
+                             "runs each step on every worker, so training stops here (restart the worker, then "
+                             "rerun to resume from the checkpoint)") from error
+
+    return step
+
   def _evaluation_step(self):
     """The `tf.function` of one test batch: (sum of losses, number correct, batch size), in float64."""
     model = self.model
@@ -473,6 +529,8 @@ class Training:
       dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=config.seed)
       dataset = dataset.skip(start_step * config.local_steps)
       train_step = self._train_step(iter(self.strategy.experimental_distribute_dataset(dataset)))
+      if self.in_graph:
+        train_step = self._with_deadline(train_step)
 
     evaluation_file = None
     if config.evaluation_file:
@@ -575,6 +633,14 @@ class Training:
         # The run ended before step start+10: write the trace of the steps it profiled.
         tf.profiler.experimental.stop()
       elapsed = time.monotonic() - started
+      if self.in_graph and status == 3:
+        # A lost worker keeps TensorFlow's context from ever syncing again: the outputs are closed, the
+        # checkpoint saved, and the process ends.
+        for writer in (evaluation_file, study_writer, summary_writer):
+          if writer is not None:
+            writer.close()
+        from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
+        in_graph.save_then_exit(self.manager, current)
       if failure is not None:
         self._report_failure(failure, current, save)
       else:

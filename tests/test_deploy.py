@@ -52,9 +52,19 @@ def test_port_already_in_use(tmp_path):
     assert _run("deploy.py", "--cluster", cluster, "--make-credentials", "creds", cwd=tmp_path)[0] == 0
     status, err, _ = _run("deploy.py", "--cluster", cluster, "--id", "workers:0", "--credentials", "creds",
                           cwd=tmp_path)
+    in_graph_status, in_graph_err, _ = _run("deploy.py", "--cluster", cluster, "--id", "workers:0", "--transport",
+                                            "tf", cwd=tmp_path)
   finally:
     holder.close()
   assert status == 2 and f"worker 0 cannot listen on 127.0.0.1:{port}" in err, err
+  assert in_graph_status == 2 and f"task workers:0 cannot listen on port {port}" in in_graph_err, in_graph_err
+
+
+def test_in_graph_worker_refuses_an_attack(tmp_path):
+  # Its Byzantine behaviour is the parameter server's to simulate: the task runs whatever graph it is sent.
+  status, err, _ = _run("deploy.py", "--cluster", str(_cluster(tmp_path, [7001])), "--id", "workers:0",
+                        "--transport", "tf", "--attack", "little", cwd=tmp_path)
+  assert status == 2 and "give runner.py --attack and --nb-real-byz-workers" in err, err
 
 
 def test_unreachable_worker(tmp_path):

@@ -16,9 +16,11 @@ Y = _RNG.integers(0, 3, 16)
 
 @pytest.mark.parametrize("device, expected", [
     ("/job:localhost/replica:0/task:0/device:CPU:3", True), ("/device:CPU:0", True), ("", True),
-    ("/job:localhost/replica:0/task:0/device:GPU:0", False), ("/device:TPU:1", False)])
+    ("/job:localhost/replica:0/task:0/device:GPU:0", False), ("/device:TPU:1", False),
+    ("/job:workers/replica:0/task:0/device:CPU:0", False), ("/job:localhost/replica:0/task:1/device:CPU:0", False)])
 def test_on_host(device, expected):
-  assert reduction._on_host(device) is expected  # pylint: disable=protected-access
+  ps_device = "/job:localhost/replica:0/task:0/device:CPU:0"
+  assert reduction._on_host(device, ps_device) is expected  # pylint: disable=protected-access
 
 
 def _weights_after_fit(rule: str) -> list[np.ndarray]:
@@ -39,7 +41,7 @@ def test_rows_assembled_per_worker_as_from_accelerators_give_the_same_training(m
   # on CPUs all the parts are concatenated at once. Both are the same matrix.
   on_host = _weights_after_fit(rule)
   asked = []
-  monkeypatch.setattr(reduction, "_on_host", lambda device: asked.append(device) or False)
+  monkeypatch.setattr(reduction, "_on_host", lambda device, ps_device: asked.append(device) or False)
   per_worker = _weights_after_fit(rule)
   assert asked  # the per-worker branch was traced
   for got, expected in zip(per_worker, on_host, strict=True):

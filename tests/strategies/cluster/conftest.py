@@ -20,6 +20,7 @@ import pytest
 from strategies.cluster import credentials
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+EVALUATION = re.compile(r"\d+\.\d{3}\t(\d+)\taccuracy:(\S+)\tloss:\S+")
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
@@ -65,10 +66,11 @@ class Cluster:
       wait_for(log, "serving on", process)
     return process
 
-  def start_workers(self, attacks: dict[int, list[str]] | None = None) -> None:
+  def start_workers(self, attacks: dict[int, list[str]] | None = None, common: tuple[str, ...] = ()) -> None:
+    """Starts every worker task, with `common` arguments and each one's own `attacks[index]`."""
     attacks = attacks or {}
     for index in range(len(self.ports)):
-      self.start_worker(index, *attacks.get(index, []), wait=False)
+      self.start_worker(index, *common, *attacks.get(index, []), wait=False)
     for index, process in self.workers.items():
       wait_for(self.root / f"worker-{index}.log", "serving on", process)
 
@@ -94,6 +96,16 @@ class Cluster:
       time.sleep(0.2)
     raise AssertionError(f"step {step} not reached in {timeout} s:\n{log.read_text()[-3000:]}")
 
+  @staticmethod
+  def evaluations(path: pathlib.Path) -> list[tuple[int, float]]:
+    """(step, accuracy) of each line of an evaluation file; every line must have the format."""
+    rows = []
+    for line in path.read_text().splitlines():
+      match = EVALUATION.fullmatch(line)
+      assert match, line
+      rows.append((int(match[1]), float(match[2])))
+    return rows
+
   def stop(self) -> None:
     for process in self.processes:
       if process.poll() is None:
@@ -118,6 +130,12 @@ def wait_for(log: pathlib.Path, text: str, process: subprocess.Popen, timeout: f
       pytest.fail(f"{log.name}: exited with {process.returncode} before {text!r}:\n{content[-3000:]}")
     time.sleep(0.1)
   pytest.fail(f"{log.name}: no {text!r} within {timeout} s:\n{content[-3000:]}")
+
+
+@pytest.fixture
+def unused_ports():
+  """free_ports: `count` ports of 127.0.0.1 that nothing listens on."""
+  return free_ports
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import time
 import pytest
 
 DIGITS = ["--experiment", "digits", "--aggregator", "median", "--nb-decl-byz-workers", "1"]
-EVALUATION = re.compile(r"\d+\.\d{3}\t(\d+)\taccuracy:(\S+)\tloss:\S+")
 
 
 def listening_sockets(pid: int) -> list[str]:
@@ -35,15 +34,6 @@ def listening_sockets(pid: int) -> list[str]:
   return found
 
 
-def evaluations(path: pathlib.Path) -> list[tuple[int, float]]:
-  rows = []
-  for line in path.read_text().splitlines():
-    match = EVALUATION.fullmatch(line)
-    assert match, line
-    rows.append((int(match[1]), float(match[2])))
-  return rows
-
-
 def test_mnist_with_a_byzantine_process_and_a_parameter_server_without_ports(make_cluster, shared_data):
   cluster = make_cluster(4)
   cluster.start_workers({3: ["--attack", "little"]})
@@ -55,7 +45,7 @@ def test_mnist_with_a_byzantine_process_and_a_parameter_server_without_ports(mak
   # The trusted parameter server exposes nothing: no listening TCP socket, no UDP socket at all.
   assert listening_sockets(ps.pid) == []
   assert ps.wait(timeout=600) == 0, (cluster.root / "ps.log").read_text()[-3000:]
-  (step, accuracy), = evaluations(cluster.root / "eval.tsv")
+  (step, accuracy), = cluster.evaluations(cluster.root / "eval.tsv")
   assert step == 300 and accuracy > 0.85
   assert "Byzantine with little" in (cluster.root / "worker-3.log").read_text()
 
@@ -110,5 +100,5 @@ def test_killed_parameter_server_resumes_from_its_checkpoint(make_cluster):
   resumed = int(re.search(r"Resumed from \S+ckpt-(\d+) at step", (cluster.root / "second.log").read_text())[1])
   assert resumed >= 50
   # No evaluation lost, none twice: every tenth step is there once, in order.
-  steps = [step for step, _ in evaluations(cluster.root / "ckpt" / "eval")]
+  steps = [step for step, _ in cluster.evaluations(cluster.root / "ckpt" / "eval")]
   assert steps == list(range(10, resumed + 41, 10))
