@@ -79,6 +79,12 @@ class Experiment:
     return pipeline.train_dataset(self.load(), nb_workers, self.args["batch-size"], self.args.get("alpha"),
                                   flipped_workers, seed)
 
+  def worker_dataset(self, nb_workers: int, worker: int, flipped_workers: Iterable[int] = (),
+                     seed: int = 0) -> tf.data.Dataset:
+    """Worker `worker`'s slices of `train_dataset`'s batches alone, for a worker process (see `pipeline.worker_dataset`)."""
+    return pipeline.worker_dataset(self.load(), nb_workers, self.args["batch-size"], worker, self.args.get("alpha"),
+                                   flipped_workers, seed)
+
   def test_dataset(self) -> tf.data.Dataset:
     """The test split, once, in batches of eval-batch-size."""
     return pipeline.test_dataset(self.load(), self.args["eval-batch-size"])

@@ -98,7 +98,32 @@ def train_dataset(data: Data, nb_workers: int, batch_size: int, alpha: float | N
   Worker i draws from its own share (`split_workers`), reshuffled every epoch;
   workers in `flipped_workers` see flipped labels (`flip_labels`). Images stay
   in memory once, as given, and become float32 in [0, 1] in the pipeline.
+  Slice i of each global batch is batch i of `worker_dataset(..., worker=i)`.
   """
+  per_worker = _worker_batches(data, nb_workers, batch_size, alpha, flipped_workers, seed, range(nb_workers))
+
+  def concatenate(*batches: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
+    x = tf.concat([batch[0] for batch in batches], axis=0)
+    y = tf.concat([batch[1] for batch in batches], axis=0)
+    return to_float(x), y
+
+  dataset = tf.data.Dataset.zip(tuple(per_worker)).map(concatenate, num_parallel_calls=tf.data.AUTOTUNE)
+  return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def worker_dataset(data: Data, nb_workers: int, batch_size: int, worker: int, alpha: float | None = None,
+                   flipped_workers: Iterable[int] = (), seed: int = 0) -> tf.data.Dataset:
+  """Worker `worker`'s slices of `train_dataset`'s global batches alone: what a worker process trains on."""
+  worker = _check_int("worker_dataset: worker", worker, 0)
+  if worker >= nb_workers:
+    raise ValueError(f"worker_dataset: worker {worker} out of range for {nb_workers} workers")
+  dataset, = _worker_batches(data, nb_workers, batch_size, alpha, flipped_workers, seed, [worker])
+  return dataset.map(lambda x, y: (to_float(x), y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _worker_batches(data: Data, nb_workers: int, batch_size: int, alpha: float | None,
+                    flipped_workers: Iterable[int], seed: int, workers: Iterable[int]) -> list[tf.data.Dataset]:
+  """The batches of each of `workers`, images as stored (see `train_dataset`)."""
   if not isinstance(data, Data):
     raise ValueError(f"train_dataset expects an experiments Data, got {type(data).__name__}")
   nb_workers = _check_int("train_dataset: nb_workers", nb_workers, 1)
@@ -116,8 +141,9 @@ def train_dataset(data: Data, nb_workers: int, batch_size: int, alpha: float | N
   def gather(indices: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     return tf.gather(images, indices), labels
 
-  per_worker = []
-  for worker, share in enumerate(shares):
+  batches = []
+  for worker in workers:
+    share = shares[worker]
     labels = data.y_train[share]
     if worker in flipped:
       labels = flip_labels(labels, data.num_classes)
@@ -125,15 +151,8 @@ def train_dataset(data: Data, nb_workers: int, batch_size: int, alpha: float | N
     # Shuffle before repeat: each epoch over the worker's share is a fresh permutation.
     dataset = dataset.shuffle(len(share), seed=seed * 1_000_003 + worker, reshuffle_each_iteration=True)
     dataset = dataset.repeat().batch(batch_size, drop_remainder=True)
-    per_worker.append(dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE))
-
-  def concatenate(*batches: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
-    x = tf.concat([batch[0] for batch in batches], axis=0)
-    y = tf.concat([batch[1] for batch in batches], axis=0)
-    return to_float(x), y
-
-  dataset = tf.data.Dataset.zip(tuple(per_worker)).map(concatenate, num_parallel_calls=tf.data.AUTOTUNE)
-  return dataset.prefetch(tf.data.AUTOTUNE)
+    batches.append(dataset.map(gather, num_parallel_calls=tf.data.AUTOTUNE))
+  return batches
 
 
 def test_dataset(data: Data, batch_size: int) -> tf.data.Dataset:

@@ -107,6 +107,9 @@ class TrainingConfig:
     return cls(**config)
 
 
+WARMUP_STEPS = 10  # steps left out of the steady-state rate printed at the end
+
+
 class Trigger:
   """Fires every `delta` steps and/or every `period` seconds (non-positive: never)."""
 
@@ -121,15 +124,6 @@ class Trigger:
     if fired:
       self.last_time = now
     return fired
-
-
-def _holds(rule: gars.Rule, n: int, f: int, args: dict[str, Any]) -> bool:
-  """Whether `rule`'s condition holds on n rows with f Byzantine."""
-  try:
-    rule.check(n, f, **args)
-  except ValueError:
-    return False
-  return True
 
 
 def first_line(error: BaseException) -> str:
@@ -290,13 +284,9 @@ class Training:
     if config.local_steps != 1:
       raise ValueError("--local-steps > 1 runs on the simulated workers only; cluster workers send one gradient "
                        "per step")
-    n, f = config.nb_workers, config.nb_decl_byz_workers
-    rule.check(n, f, **config.aggregator_args)
-    self.tolerated_missing = max((m for m in range(n) if _holds(rule, n - m, f, config.aggregator_args)), default=0)
-    if not _holds(rule, n - f, f, config.aggregator_args):
-      logging.warning("With a first-(n-f) quorum the f=%d Byzantine rows may be among the %d rows received, and %s "
-                      "does not hold on %d rows with f=%d: this run tolerates %d missing worker(s), not f",
-                      f, n - f, config.aggregator, n - f, f, self.tolerated_missing)
+    from strategies.cluster import quorum  # pylint: disable=g-import-not-at-top
+    self.tolerated_missing = quorum.tolerated_missing(rule, config.aggregator, config.nb_workers,
+                                                      config.nb_decl_byz_workers, config.aggregator_args)
     logging.info("A step goes on without up to %d absent worker(s) (deadline %g s, %g s for the first step)",
                  self.tolerated_missing, config.step_timeout, config.start_timeout)
 
@@ -306,7 +296,7 @@ class Training:
     addresses = [spec.parse_address(task, "worker task") for task in config.workers]
     self.pool = pool.WorkerPool(addresses, config.credentials, config.step_timeout, config.start_timeout)
     self.pool.configure({
-        "run": os.urandom(8).hex(), "experiment": config.experiment, "experiment_args": config.experiment_args,
+        "run": os.urandom(8).hex(), "kind": "experiment", "experiment": config.experiment, "experiment_args": config.experiment_args,
         "seed": config.seed, "worker": 0, "nb_workers": config.nb_workers,
         "nb_decl_byz_workers": config.nb_decl_byz_workers, "nb_real_byz_workers": config.nb_real_byz_workers,
         "label_flip": config.label_flip, "aggregator": config.aggregator, "aggregator_args": config.aggregator_args,
@@ -423,6 +413,7 @@ class Training:
 
   def _cluster_step(self):
     """One step on the worker processes: the weights out, n rows back (or those in by the deadline), the rule."""
+    from strategies.cluster import quorum  # pylint: disable=g-import-not-at-top
     config, model, optimizer, pipeline, pool = self.config, self.model, self.optimizer, self.pipeline, self.pool
     variables = model.trainable_variables
     sizes = [int(np.prod(v.shape)) for v in variables]
@@ -442,15 +433,8 @@ class Training:
       gathered = pool.compute(step, weights, config.start_timeout if first[0] else None)
       first[0] = False
       missing = gathered.missing
-      if len(missing) > self.tolerated_missing:
-        raise ClusterError(
-            f"step {step}: {len(missing)} of the {config.nb_workers} workers gave no usable row by the deadline "
-            f"({'; '.join(pool.describe(i) for i in missing)}), and {config.aggregator} with f="
-            f"{config.nb_decl_byz_workers} needs at most {self.tolerated_missing} absent: training stops here "
-            "(restart the workers, then rerun to resume from the checkpoint)")
-      if missing:
-        logging.log_every_n_seconds(logging.WARNING, "Step %d goes on without %s", 10, step,
-                                    ", ".join(pool.describe(i) for i in missing))
+      quorum.require(missing, self.tolerated_missing, step, pool.describe, config.aggregator, config.nb_workers,
+                     config.nb_decl_byz_workers)
       present = tuple(bool(here) for here in gathered.present)
       apply(tf.constant(gathered.rows), present if missing else None)
       answered = [i for i in range(honest) if gathered.present[i]]
@@ -575,7 +559,7 @@ class Training:
     current = start_step
     stopping: list[str] = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: stopping.append("SIGTERM"))
-    started = time.monotonic()
+    started = warm = time.monotonic()
     window_start, window_steps = started, 0
     trained_steps = 0
     status = 0
@@ -592,6 +576,8 @@ class Training:
         current += 1
         trained_steps += 1
         window_steps += 1
+        if trained_steps == WARMUP_STEPS:
+          warm = time.monotonic()
         if config.trace:
           logging.info("step %d: %.1f ms, loss %.4f", current, 1e3 * (time.monotonic() - step_started), loss)
           if profiling and current == start_step + 10:
@@ -654,7 +640,13 @@ class Training:
         if writer is not None:
           writer.close()
       if trained_steps:
-        print(f"Trained {trained_steps} steps in {elapsed:.1f} s: {trained_steps / elapsed:.2f} steps/s", flush=True)
+        steady = ""
+        if trained_steps >= 2 * WARMUP_STEPS:
+          # Without the first steps, which trace the step function and, on a cluster, wait for the workers to build.
+          steady = (f" ({(trained_steps - WARMUP_STEPS) / (started + elapsed - warm):.2f} steps/s after the first "
+                    f"{WARMUP_STEPS})")
+        print(f"Trained {trained_steps} steps in {elapsed:.1f} s: {trained_steps / elapsed:.2f} steps/s{steady}",
+              flush=True)
     return status
 
   def _report_failure(self, error: BaseException, at_step: int, save) -> None:

@@ -9,5 +9,20 @@ before the rule sees it, and waits for none past a deadline.
 
 Modules: `spec` (the cluster JSON and task ids), `credentials` (per-task
 certificates), `wire` (the byte format of the messages), `worker` (the worker
-process) and `pool` (the parameter server's side).
+process), `pool` (the parameter server's side), `quorum` (how many absent
+workers a step tolerates), `keras_fit` and `keras_job` (a user's own Keras
+model with `model.fit`: `RemoteWorkers`), and `in_graph` (the second
+transport, TensorFlow's runtime, for trusted networks only).
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+  # Imported on first use: the command-line fronts read flags before TensorFlow loads.
+  if name == "RemoteWorkers":
+    from strategies.cluster.keras_fit import RemoteWorkers  # pylint: disable=g-import-not-at-top
+    return RemoteWorkers
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

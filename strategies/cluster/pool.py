@@ -67,11 +67,14 @@ class WorkerPool:
   def describe(self, index: int) -> str:
     return f"worker {index} at {self.addresses[index]}"
 
-  def configure(self, job: Mapping[str, Any]) -> None:
-    """Sends each worker its job (all at once); every worker must accept it within the start timeout."""
+  def configure(self, job: Mapping[str, Any], largest_request: int | None = None) -> None:
+    """Sends each worker its job (all at once); every worker must accept it within the start timeout.
+
+    `largest_request`: the size of the largest step message (default: a weights message).
+    """
     self._job = dict(job)
     self.dimension = int(job["dimension"])
-    self._connect(wire.row_size(self.dimension))
+    self._connect(wire.row_size(self.dimension), largest_request or wire.weights_size(self.dimension))
     calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
     problems = []
     for index, call in enumerate(calls):
@@ -86,7 +89,7 @@ class WorkerPool:
                          "\nStart each worker with `deploy.py --cluster JSON --id JOB:INDEX` (or fix what it says)")
     self.present[:] = True
 
-  def _connect(self, largest_answer: int) -> None:
+  def _connect(self, largest_answer: int, largest_request: int) -> None:
     """One channel per worker, which takes no answer larger than a row (gRPC refuses a longer one unread)."""
     self.close()
     self._channels, self._configure, self._compute = [], [], []
@@ -95,7 +98,7 @@ class WorkerPool:
           # TLS checks that the far end holds worker `index`'s certificate, whatever the address.
           ("grpc.ssl_target_name_override", credentials.dns_name(credentials.worker_identity(index))),
           ("grpc.max_receive_message_length", max(largest_answer, worker.MAX_JOB_BYTES)),
-          ("grpc.max_send_message_length", wire.weights_size(self.dimension)),
+          ("grpc.max_send_message_length", max(largest_request, worker.MAX_JOB_BYTES)),
           ("grpc.enable_retries", 0),
       ])
       self._channels.append(channel)
@@ -115,13 +118,21 @@ class WorkerPool:
       raise ClusterError(f"{self.describe(index)} answered the job with {answer[:200]!r}, expected worker {index} "
                          f"with {self.dimension} parameters")
 
-  def compute(self, step: int, weights: np.ndarray, timeout: float | None = None) -> StepRows:
-    """Gathers the rows of step `step` for `weights`; absent workers' rows are zeros, and `present` says which."""
+  def compute(self, step: int, weights: np.ndarray, timeout: float | None = None,
+              batches: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> StepRows:
+    """Gathers the rows of step `step` for `weights`; absent workers' rows are zeros, and `present` says which.
+
+    With `batches`, worker i computes on batches[i] (x, y), sent with the weights; else on its own data.
+    """
     self._collect_reconfigured()
     timeout = self.step_timeout if timeout is None else timeout
-    request = wire.encode_weights(step, weights)
+    if batches is None:
+      request = wire.encode_weights(step, weights)
+      requests = [request] * self.nb_workers
+    else:
+      requests = [wire.encode_batch(step, weights, x, y) for x, y in batches]
     started = time.monotonic()
-    calls = {i: self._compute[i].future(request, timeout=timeout) for i in range(self.nb_workers)
+    calls = {i: self._compute[i].future(requests[i], timeout=timeout) for i in range(self.nb_workers)
              if i not in self._reconfiguring}
     n, d = self.nb_workers, self.dimension
     result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))

@@ -38,13 +38,20 @@ COMPUTE = f"/{SERVICE}/Compute"
 MAX_JOB_BYTES = 1 << 20
 DEFAULT_MAX_MESSAGE_BYTES = 1 << 30
 
-# The job's fields, with their types: anything else is refused.
-JOB_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "run": str, "experiment": str, "experiment_args": dict, "seed": int, "worker": int, "nb_workers": int,
-    "nb_decl_byz_workers": int, "nb_real_byz_workers": int, "label_flip": bool, "aggregator": str,
-    "aggregator_args": dict, "l1_regularize": (int, float), "l2_regularize": (int, float),
-    "gradient_clip": (int, float, type(None)), "momentum": (int, float), "dampening": (int, float),
-    "momentum_at": str, "dimension": int,
+# The job's fields, with their types, for each kind of job: anything else is refused.
+COMMON_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run": str, "kind": str, "seed": int, "worker": int, "nb_workers": int, "nb_decl_byz_workers": int,
+    "nb_real_byz_workers": int, "aggregator": str, "aggregator_args": dict, "gradient_clip": (int, float, type(None)),
+    "momentum": (int, float), "dampening": (int, float), "momentum_at": str, "dimension": int,
+}
+JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    # runner.py --server: an experiment by name, whose data each worker reads itself.
+    "experiment": {**COMMON_FIELDS, "experiment": str, "experiment_args": dict, "label_flip": bool,
+                   "l1_regularize": (int, float), "l2_regularize": (int, float)},
+    # keras_fit: a Keras model's configuration (JSON data, deserialized in safe mode) and its loss; the data
+    # come with each step, in these per-example shapes and dtypes, at most max_examples at a time.
+    "keras": {**COMMON_FIELDS, "model": str, "loss": (str, dict), "x_shape": list, "x_dtype": str, "y_shape": list,
+              "y_dtype": str, "max_examples": int},
 }
 
 
@@ -52,10 +59,13 @@ def check_job(job: Any) -> dict[str, Any]:
   """The job as the parameter server sent it, checked field by field."""
   if not isinstance(job, dict):
     raise ValueError(f"expected the job as a JSON object, got {type(job).__name__}")
-  missing, unknown = sorted(set(JOB_FIELDS) - set(job)), sorted(set(job) - set(JOB_FIELDS))
+  if job.get("kind") not in JOB_FIELDS:
+    raise ValueError(f"job kind {job.get('kind')!r}: expected one of {', '.join(JOB_FIELDS)}")
+  fields = JOB_FIELDS[job["kind"]]
+  missing, unknown = sorted(set(fields) - set(job)), sorted(set(job) - set(fields))
   if missing or unknown:
     raise ValueError(f"job fields: missing {missing or 'none'}, unknown {unknown or 'none'}")
-  for field, types in JOB_FIELDS.items():
+  for field, types in fields.items():
     if not isinstance(job[field], types) or (types is int and isinstance(job[field], bool)):
       raise ValueError(f"job field {field} must be {types}, got {job[field]!r}")
   if not 0 <= job["worker"] < job["nb_workers"]:
@@ -87,10 +97,9 @@ class WorkerJob:
     self.batch_size = self.experiment.args["batch-size"]
     self.index = index
     flipped = range(n - job["nb_real_byz_workers"], n) if job["label_flip"] else ()
-    self._dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=job["seed"])
+    self._dataset = self.experiment.worker_dataset(n, index, flipped_workers=flipped, seed=job["seed"])
     self._iterator = None
     self.next_step = -1
-    self.momentum_buffer = np.zeros(self.dimension, np.float32)
     self.attack = attacks.get(attack) if attack else None
     self.attack_args = {}
     if self.attack is not None:
@@ -102,46 +111,61 @@ class WorkerJob:
       self.attack.check(n, f_real, job["nb_decl_byz_workers"], **self.attack_args)
     weight_indices = training.penalised_indices(self.model)
     l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
+    clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
+    worker_momentum = bool(momentum) and job["momentum_at"] == "worker" and self.attack is None
     model, variables, shapes = self.model, self.variables, self.shapes
+    sizes = [int(np.prod(s)) for s in shapes]
+    self._momentum = tf.Variable(tf.zeros([self.dimension]), trainable=False, name="worker_momentum")
 
-    @tf.function
     def gradient(weights, x, y):
-      for variable, part in zip(variables, tf.split(weights, [int(np.prod(s)) for s in shapes])):
+      for variable, part in zip(variables, tf.split(weights, sizes)):
         variable.assign(tf.reshape(part, variable.shape))
       with tf.GradientTape() as tape:
         logits = model(x, training=True)
         loss = training.penalised_loss(logits, y, [variables[i].value for i in weight_indices], l1, l2)
       gradients = tape.gradient(loss, variables)
-      row = tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0)
-      return row, loss, training.accuracy_of(logits, y)
+      return tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0), loss, training.accuracy_of(logits, y)
 
-    self._gradient = gradient
+    @tf.function
+    def honest_row(weights, iterator):
+      # One call per step: the batch, the gradient, clipping and momentum, fused.
+      x, y = next(iterator)
+      row, loss, accuracy = gradient(weights, x, y)
+      if clip is not None:
+        row = row * tf.minimum(1.0, clip / tf.maximum(tf.norm(row), 1e-30))
+      if worker_momentum:
+        self._momentum.assign(momentum * self._momentum + (1.0 - dampening) * row)
+        row = self._momentum.read_value()
+      return row, loss, accuracy
+
+    self._gradient = tf.function(gradient)
+    self._honest_row = honest_row
+
+  def _slices(self, step: int):
+    """An iterator over this worker's slices of the global batches from `step` on."""
+    return iter(self._dataset.skip(step))
 
   def _batch(self, step: int):
     """This worker's slice of global batch `step` (the iterator is rebuilt when the step jumps)."""
     if self._iterator is None or step != self.next_step:
-      self._iterator = iter(self._dataset.skip(step))
+      self._iterator = self._slices(step)
     self.next_step = step + 1
-    x, y = next(self._iterator)
-    start = self.index * self.batch_size
-    return x[start:start + self.batch_size], y[start:start + self.batch_size]
+    return next(self._iterator)
+
+  def answer(self, request: bytes) -> bytes:
+    """The row message answering a weights message (`wire.RefusedMessage` if it is not one)."""
+    step, weights = wire.decode_weights(request, self.dimension)
+    return wire.encode_row(step, *self.compute(step, weights))
 
   def compute(self, step: int, weights: np.ndarray) -> tuple[np.ndarray, float, float]:
     """The row this worker sends for step `step`, and its loss and accuracy."""
-    weights = tf.constant(weights)
     if self.attack is not None:
-      return self._attack(step, weights)
-    x, y = self._batch(step)
-    row, loss, accuracy = self._gradient(weights, x, y)
-    row = row.numpy()
-    clip = self.job["gradient_clip"]
-    if clip is not None:
-      row = row * min(1.0, clip / max(float(np.linalg.norm(row)), 1e-30))
-    if self.job["momentum"] and self.job["momentum_at"] == "worker":
-      self.momentum_buffer = (self.job["momentum"] * self.momentum_buffer
-                              + (1.0 - self.job["dampening"]) * row).astype(np.float32)
-      row = self.momentum_buffer
-    return row, float(loss), float(accuracy)
+      return self._attack(step, tf.constant(weights))
+    if self._iterator is None or step != self.next_step:
+      self._iterator = self._slices(step)
+    self.next_step = step + 1
+    row, loss, accuracy = self._honest_row(weights, self._iterator)
+    return row.numpy(), float(loss), float(accuracy)
 
   def _attack(self, step: int, weights: tf.Tensor) -> tuple[np.ndarray, float, float]:
     n, f_real = self.job["nb_workers"], max(self.job["nb_real_byz_workers"], 1)
@@ -164,7 +188,7 @@ class WorkerService:
     self.index = index
     self.attack = attack
     self.attack_args = dict(attack_args or {})
-    self.job: WorkerJob | None = None
+    self.job: Any = None  # a WorkerJob or a keras_job.KerasJob
     self._lock = threading.Lock()
     self.refused = 0
 
@@ -183,11 +207,16 @@ class WorkerService:
                          "the worker job's tasks in the cluster JSON")
       with self._lock:
         self.job = None
-        self.job = WorkerJob(job, self.attack, self.attack_args)
-    except (ValueError, UnicodeDecodeError, FileNotFoundError) as error:
+        if job["kind"] == "keras":
+          from strategies.cluster import keras_job  # pylint: disable=g-import-not-at-top
+          self.job = keras_job.KerasJob(job, self.attack, self.attack_args)
+        else:
+          self.job = WorkerJob(job, self.attack, self.attack_args)
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError, FileNotFoundError) as error:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
-    logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"], job["experiment"],
-                 self.job.dimension, f", Byzantine with {self.attack}" if self.attack else "")
+    logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"],
+                 job.get("experiment", "a Keras model"), self.job.dimension,
+                 f", Byzantine with {self.attack}" if self.attack else "")
     return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"]}).encode()
 
   def compute(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -197,11 +226,9 @@ class WorkerService:
       if job is None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"worker {self.index} has no job: call Configure")
       try:
-        step, weights = wire.decode_weights(request, job.dimension)
+        return job.answer(request)
       except wire.RefusedMessage as error:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
-      row, loss, accuracy = job.compute(step, weights)
-    return wire.encode_row(step, row, loss, accuracy)
 
 
 def serve(address: Address, index: int, credentials_dir: str, attack: str | None = None,

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from experiments import Data
 from experiments.pipeline import flip_labels, split_workers, test_dataset as make_test_dataset, train_dataset
+from experiments.pipeline import worker_dataset
 
 
 def _flat(parts):
@@ -116,6 +117,22 @@ def test_train_batches_are_worker_slices_in_order(indexed):
       assert labels[part].tolist() == expected.tolist()
   for worker in range(nb_workers):
     assert sorted(seen[worker]) == shares[worker].tolist()
+
+
+@pytest.mark.parametrize("alpha", [None, 0.5])
+def test_worker_dataset_is_that_workers_slice_of_the_global_batches(indexed, alpha):
+  # What a worker process trains on: the same examples, labels and order as its slice in local mode.
+  nb_workers, batch = 3, 2
+  global_batches = list(train_dataset(indexed, nb_workers, batch, alpha, flipped_workers=(2,), seed=4).take(9))
+  for worker in range(nb_workers):
+    own = list(worker_dataset(indexed, nb_workers, batch, worker, alpha, flipped_workers=(2,), seed=4).take(9))
+    for (x, y), (own_x, own_y) in zip(global_batches, own, strict=True):
+      part = slice(worker * batch, (worker + 1) * batch)
+      np.testing.assert_array_equal(own_x.numpy(), x.numpy()[part])
+      np.testing.assert_array_equal(own_y.numpy(), y.numpy()[part])
+      assert own_x.dtype == tf.float32
+  with pytest.raises(ValueError, match="worker 3 out of range for 3 workers"):
+    worker_dataset(indexed, nb_workers, batch, 3)
 
 
 def test_train_dataset_is_infinite_seeded_and_reshuffles(indexed):
