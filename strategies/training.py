@@ -281,9 +281,6 @@ class Training:
       raise ValueError("--attack simulates Byzantine workers inside this process; on a cluster they are real "
                        "processes: start those workers with `deploy.py ... --attack NAME`, and give this parameter "
                        "server --nb-real-byz-workers for the study only")
-    if config.local_steps != 1:
-      raise ValueError("--local-steps > 1 runs on the simulated workers only; cluster workers send one gradient "
-                       "per step")
     from strategies.cluster import quorum  # pylint: disable=g-import-not-at-top
     self.tolerated_missing = quorum.tolerated_missing(rule, config.aggregator, config.nb_workers,
                                                       config.nb_decl_byz_workers, config.aggregator_args)
@@ -302,7 +299,8 @@ class Training:
         "label_flip": config.label_flip, "aggregator": config.aggregator, "aggregator_args": config.aggregator_args,
         "l1_regularize": config.l1_regularize, "l2_regularize": config.l2_regularize,
         "gradient_clip": config.gradient_clip, "momentum": config.momentum, "dampening": config.dampening,
-        "momentum_at": config.momentum_at, "dimension": self.dimension})
+        "momentum_at": config.momentum_at, "dimension": self.dimension, "local_steps": config.local_steps,
+        "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args})
 
   def _restore(self, learning_rate: Any) -> None:
     """Sets up the checkpoint and resumes from the latest one in the checkpoint directory, if any."""

@@ -46,8 +46,11 @@ COMMON_FIELDS: dict[str, type | tuple[type, ...]] = {
 }
 JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # runner.py --server: an experiment by name, whose data each worker reads itself.
+    # With local_steps K > 1, a worker takes K plain SGD steps at the step's learning rate (from the schedule
+    # named, evaluated at the step) and sends its model's change divided by that rate, as in local mode.
     "experiment": {**COMMON_FIELDS, "experiment": str, "experiment_args": dict, "label_flip": bool,
-                   "l1_regularize": (int, float), "l2_regularize": (int, float)},
+                   "l1_regularize": (int, float), "l2_regularize": (int, float), "local_steps": int,
+                   "learning_rate": str, "learning_rate_args": dict},
     # keras_fit: a Keras model's configuration (JSON data, deserialized in safe mode) and its loss; the data
     # come with each step, in these per-example shapes and dtypes, at most max_examples at a time.
     "keras": {**COMMON_FIELDS, "model": str, "loss": (str, dict), "x_shape": list, "x_dtype": str, "y_shape": list,
@@ -79,7 +82,7 @@ class WorkerJob:
   def __init__(self, job: Mapping[str, Any], attack: str | None, attack_args: Mapping[str, Any]):
     import experiments  # pylint: disable=g-import-not-at-top
     from aggregathor import attacks, gars  # pylint: disable=g-import-not-at-top
-    from strategies import training  # pylint: disable=g-import-not-at-top
+    from strategies import schedules, training  # pylint: disable=g-import-not-at-top
 
     self.job = dict(job)
     n, index = job["nb_workers"], job["worker"]
@@ -99,7 +102,11 @@ class WorkerJob:
     flipped = range(n - job["nb_real_byz_workers"], n) if job["label_flip"] else ()
     self._dataset = self.experiment.worker_dataset(n, index, flipped_workers=flipped, seed=job["seed"])
     self._iterator = None
-    self.next_step = -1
+    self._position = -1  # the index of the batch the iterator gives next
+    if job["local_steps"] < 1:
+      raise ValueError(f"job: local_steps must be >= 1, got {job['local_steps']}")
+    self.local_steps = job["local_steps"]
+    self._schedule = schedules.build(job["learning_rate"], job["learning_rate_args"])
     self.attack = attacks.get(attack) if attack else None
     self.attack_args = {}
     if self.attack is not None:
@@ -126,11 +133,24 @@ class WorkerJob:
       gradients = tape.gradient(loss, variables)
       return tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0), loss, training.accuracy_of(logits, y)
 
+    local_steps = self.local_steps
+
     @tf.function
-    def honest_row(weights, iterator):
-      # One call per step: the batch, the gradient, clipping and momentum, fused.
-      x, y = next(iterator)
-      row, loss, accuracy = gradient(weights, x, y)
+    def honest_row(weights, iterator, learning_rate):
+      # One call per step: the batches, the gradients, clipping and momentum, fused.
+      if local_steps == 1:
+        x, y = next(iterator)
+        row, loss, accuracy = gradient(weights, x, y)
+      else:
+        current, losses, accuracies = weights, [], []
+        for _ in range(local_steps):
+          x, y = next(iterator)
+          step_gradient, loss, accuracy = gradient(current, x, y)
+          current = current - learning_rate * step_gradient
+          losses.append(loss)
+          accuracies.append(accuracy)
+        row = (weights - current) / learning_rate
+        loss, accuracy = tf.add_n(losses) / local_steps, tf.add_n(accuracies) / local_steps
       if clip is not None:
         row = row * tf.minimum(1.0, clip / tf.maximum(tf.norm(row), 1e-30))
       if worker_momentum:
@@ -141,16 +161,20 @@ class WorkerJob:
     self._gradient = tf.function(gradient)
     self._honest_row = honest_row
 
-  def _slices(self, step: int):
-    """An iterator over this worker's slices of the global batches from `step` on."""
-    return iter(self._dataset.skip(step))
+  def _iterator_at(self, position: int, count: int):
+    """The iterator over this worker's slices of the global batches, at batch `position`, which the caller
+    advances by `count` (it is rebuilt when the position jumps, e.g. on a resumed run)."""
+    if self._iterator is None or position != self._position:
+      self._iterator = iter(self._dataset.skip(position))
+    self._position = position + count
+    return self._iterator
 
-  def _batch(self, step: int):
-    """This worker's slice of global batch `step` (the iterator is rebuilt when the step jumps)."""
-    if self._iterator is None or step != self.next_step:
-      self._iterator = self._slices(step)
-    self.next_step = step + 1
-    return next(self._iterator)
+  def _batch(self, position: int):
+    return next(self._iterator_at(position, 1))
+
+  def learning_rate(self, step: int) -> float:
+    """The parameter server's learning rate at `step` (its optimizer steps once per step)."""
+    return float(self._schedule(step)) if callable(self._schedule) else float(self._schedule)
 
   def answer(self, request: bytes) -> bytes:
     """The row message answering a weights message (`wire.RefusedMessage` if it is not one)."""
@@ -161,10 +185,8 @@ class WorkerJob:
     """The row this worker sends for step `step`, and its loss and accuracy."""
     if self.attack is not None:
       return self._attack(step, tf.constant(weights))
-    if self._iterator is None or step != self.next_step:
-      self._iterator = self._slices(step)
-    self.next_step = step + 1
-    row, loss, accuracy = self._honest_row(weights, self._iterator)
+    iterator = self._iterator_at(step * self.local_steps, self.local_steps)
+    row, loss, accuracy = self._honest_row(weights, iterator, tf.constant(self.learning_rate(step), tf.float32))
     return row.numpy(), float(loss), float(accuracy)
 
   def _attack(self, step: int, weights: tf.Tensor) -> tuple[np.ndarray, float, float]:

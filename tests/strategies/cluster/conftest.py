@@ -82,6 +82,12 @@ class Cluster:
   def start_ps(self, *args: str, log: str = "ps.log") -> subprocess.Popen:
     return self.spawn(self.runner(*args), self.root / log)
 
+  def start_local(self, *args: str, log: str = "local.log") -> subprocess.Popen:
+    """runner.py in local mode (the workers simulated), with start_ps's defaults otherwise."""
+    command = self.runner(*args)
+    del command[2:6]  # --server JSON --credentials DIR
+    return self.spawn(command, self.root / log)
+
   wait_for = staticmethod(lambda *args, **kwargs: wait_for(*args, **kwargs))
 
   @staticmethod

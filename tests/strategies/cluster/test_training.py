@@ -86,6 +86,26 @@ def test_stalled_killed_and_restarted_workers(make_cluster):
   assert f"worker 1 at 127.0.0.1:{cluster.ports[1]}" in text and f"worker 2 at 127.0.0.1:{cluster.ports[2]}" in text
 
 
+def test_cluster_mode_trains_as_local_mode_does(make_cluster):
+  # The same batches, clipping, worker momentum and local steps: the same model, in one process or five.
+  cluster = make_cluster(3)
+  cluster.start_workers()
+  common = ["--experiment", "digits", "--aggregator", "average", "--max-steps", "20", "--evaluation-delta", "10",
+            "--gradient-clip", "2", "--momentum", "0.9", "--momentum-at", "worker", "--local-steps", "2",
+            "--learning-rate", "exponential", "--learning-rate-args", "decay-steps:5", "decay-rate:0.5",
+            "--checkpoint-dir", "-", "--no-wait"]
+  ps = cluster.start_ps(*common, "--evaluation-file", "cluster.tsv")
+  assert ps.wait(timeout=300) == 0, (cluster.root / "ps.log").read_text()[-3000:]
+  local = cluster.start_local(*common, "--evaluation-file", "local.tsv")
+  assert local.wait(timeout=300) == 0, (cluster.root / "local.log").read_text()[-3000:]
+  on_cluster, in_process = (cluster.evaluations(cluster.root / name) for name in ("cluster.tsv", "local.tsv"))
+  assert [step for step, _ in on_cluster] == [step for step, _ in in_process] == [10]
+  losses = [[float(line.split("loss:")[1]) for line in (cluster.root / name).read_text().splitlines()]
+            for name in ("cluster.tsv", "local.tsv")]
+  assert abs(losses[0][0] - losses[1][0]) < 1e-4 * max(1.0, losses[1][0]), losses
+  assert on_cluster == in_process
+
+
 def test_killed_parameter_server_resumes_from_its_checkpoint(make_cluster):
   cluster = make_cluster(4)
   cluster.start_workers()
