@@ -85,7 +85,7 @@ class Deployment:
     self.spec = root / f"cluster-{transport}-{nb_workers}.json"
     self.spec.write_text(json.dumps({"ps": [f"127.0.0.1:{ps_port}"],
                                      "workers": [f"127.0.0.1:{port}" for port in ports]}))
-    self.credentials = root / "creds"
+    self.credentials = root / f"creds-{nb_workers}"
     if not self.credentials.exists():
       subprocess.run([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(self.spec),
                       "--make-credentials", str(self.credentials)], env=ENVIRONMENT, check=True,

@@ -104,7 +104,7 @@ class StudyWriter:
 
 
 class StudyCallback(keras.callbacks.Callback):
-  """Keras callback: writes the study metrics of a `ByzantineStrategy` during `fit`."""
+  """Keras callback: writes the study metrics of a `ByzantineStrategy` (or a cluster's `RemoteWorkers`) during `fit`."""
 
   def __init__(self, strategy, csv_path: str | None = None, summary_dir: str | None = None):
     super().__init__()

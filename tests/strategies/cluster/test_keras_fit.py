@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import experiments
+import strategies
 from strategies.cluster import RemoteWorkers
 
 DIGITS = experiments.get("digits").load()
@@ -54,12 +55,16 @@ def test_fit_with_a_byzantine_process_and_a_killed_worker(make_cluster):
   cluster = make_cluster(4)
   cluster.start_workers({3: ["--attack", "empire", "--attack-args", "factor:10"]})
   workers = RemoteWorkers(str(cluster.spec_path), credentials=str(cluster.credentials), aggregator="median",
-                          nb_decl_byz_workers=1, nb_real_byz_workers=1, step_timeout=3)
+                          nb_decl_byz_workers=1, nb_real_byz_workers=1, step_timeout=3, study_period=20)
   try:
     model = workers.attach(build_model(learning_rate=0.3))
-    model.fit(X, Y, batch_size=64, epochs=8, verbose=0)
+    study = cluster.root / "study.tsv"
+    model.fit(X, Y, batch_size=64, epochs=8, verbose=0, callbacks=[strategies.StudyCallback(workers, str(study))])
     assert model.evaluate(DIGITS.x_test, DIGITS.y_test, verbose=0, return_dict=True)["accuracy"] > 0.85
     assert "Byzantine with empire" in (cluster.root / "worker-3.log").read_text()
+    # The study sees the Byzantine row as such: the attack's gradient is far from the honest ones.
+    header, *rows = study.read_text().splitlines()
+    assert len(rows) >= 8 and header.startswith("#")
     # Median with f=1 over 4 workers goes on without one of them ...
     cluster.workers[0].kill()
     model.fit(X[:512], Y[:512], batch_size=128, epochs=1, verbose=0)
