@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""Starts this node's task of an AggregaThor cluster, or makes the cluster's credentials.
+"""Starts an AggregaThor cluster's tasks, here or on their hosts over SSH, watches and stops them.
 
   python deploy.py --cluster cluster.json --make-credentials creds/     # once: CA + one certificate per task
   python deploy.py --cluster cluster.json --id workers:0 --credentials creds/            # on each worker host
   python deploy.py --cluster cluster.json --id workers:3 --credentials creds/ --attack little   # a Byzantine one
   python runner.py --server cluster.json --credentials creds/ --nb-workers 4 ...   # then, on the PS host
   python deploy.py --cluster cluster.json --id workers:0 --transport tf   # TensorFlow's runtime: trusted networks only
+
+  python deploy.py --cluster cluster.json --credentials creds/ --deploy   # every worker task, over SSH
+  python deploy.py --cluster cluster.json --status | --logs DIR | --stop
 
 The cluster is AggregaThor's JSON, `{"job": ["host:port", ...], ...}`, inline or
 in a file. A worker task serves in the foreground until SIGTERM or Ctrl-C, and
@@ -41,10 +44,70 @@ def build_parser() -> argparse.ArgumentParser:
                       "TensorFlow server, for runner.py --transport tf, which executes any graph anyone who reaches "
                       "its port sends (trusted networks only)")
   parser.add_argument("--attack", default=None,
-                      help="make this worker a real Byzantine process running this attack on its own gradients")
+                      help="make this worker a real Byzantine process running this attack on its own gradients "
+                      "(with --deploy: the --byz-workers last worker tasks)")
   parser.add_argument("--attack-args", nargs="*", default=[], metavar="KEY:VALUE",
                       help="additional arguments of the attack, e.g. factor:1.5")
+  group = parser.add_argument_group("over SSH (see strategies.cluster.deployment)")
+  actions = group.add_mutually_exclusive_group()
+  actions.add_argument("--deploy", action="store_true",
+                       help="start every worker task on its host over SSH, detached, then this node's own task "
+                       "(--id) here in the foreground unless --omit")
+  actions.add_argument("--status", action="store_true", help="say whether each deployed worker task runs, and "
+                       "its log's last line")
+  actions.add_argument("--stop", action="store_true", help="stop every deployed worker task (SIGTERM, then "
+                       "SIGKILL after 15 s)")
+  actions.add_argument("--logs", default=None, metavar="DIR", help="fetch each deployed task's log into DIR")
+  group.add_argument("--omit", action="store_true", help="with --deploy: do not start this node's own task")
+  group.add_argument("--nice", nargs="*", default=None, metavar="JOB",
+                     help="jobs whose tasks run at the lowest priority (nice 19); no JOB: the worker job")
+  group.add_argument("--byz-workers", type=int, default=0, metavar="N",
+                     help="with --deploy and --attack: the last N worker tasks are real Byzantine processes")
+  group.add_argument("--ssh-config", default=None, metavar="FILE",
+                     help="OpenSSH config giving each host's HostName, Port, User and IdentityFile (default "
+                     "~/.ssh/config); given, every host must have a Host block in it")
+  group.add_argument("--remote-root", default=None, metavar="DIR",
+                     help="where the project is on the hosts (default: this project's path)")
+  group.add_argument("--remote-python", default=None, metavar="PATH",
+                     help="the project's Python on the hosts (default: REMOTE_ROOT/.venv/bin/python)")
+  group.add_argument("--remote-dir", default=".aggregathor", metavar="DIR",
+                     help="where each host keeps the deployment's logs, PID files and credentials (relative: in "
+                     "the SSH user's home)")
+  group.add_argument("--keep-on-failure", action="store_true",
+                     help="when a task fails to start, leave the others running (default: stop them)")
+  group.add_argument("--start-timeout", type=float, default=120.0,
+                     help="seconds each task has to start serving")
   return parser
+
+
+def over_ssh(flags: argparse.Namespace, spec) -> int:
+  """--deploy, --status, --stop and --logs."""
+  from strategies.cluster import deployment, ssh  # pylint: disable=g-import-not-at-top
+  omit = spec.task_id(flags.id) if flags.id else None
+  nice = flags.nice if flags.nice else ([flags.wk_job_name] if flags.nice is not None else [])
+  try:
+    plan = deployment.Deployment(
+        spec, worker_job=flags.wk_job_name, credentials_dir=flags.credentials, ssh_config=flags.ssh_config,
+        remote_root=flags.remote_root, remote_python=flags.remote_python, remote_dir=flags.remote_dir,
+        nice_jobs=nice, transport=flags.transport, attack=flags.attack, attack_args=flags.attack_args,
+        nb_byzantine=flags.byz_workers if flags.deploy else 0, omit=omit, start_timeout=flags.start_timeout)
+    if flags.status:
+      print(deployment.describe(plan.status()))
+    elif flags.stop:
+      print(deployment.describe(plan.stop()))
+    elif flags.logs:
+      print(deployment.describe(plan.fetch_logs(flags.logs)))
+    else:
+      print(f"Deploying {len(plan.tasks)} worker task(s) of {flags.wk_job_name!r} (deployment {plan.id})",
+            file=sys.stderr, flush=True)
+      plan.start(keep_on_failure=flags.keep_on_failure)
+      if omit is not None and not flags.omit and omit.job == flags.wk_job_name:
+        from strategies.cluster import worker  # pylint: disable=g-import-not-at-top
+        worker.serve(spec.address(omit), omit.index, flags.credentials)
+  except (deployment.DeployError, ssh.SSHError) as error:
+    print(f"deploy.py: error: {error}", file=sys.stderr)
+    return 2
+  return 0
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -59,8 +122,13 @@ def run(argv: Sequence[str] | None = None) -> int:
       directory = credentials.make_credentials(flags.make_credentials, len(workers))
       print(f"Credentials of the parameter server and {len(workers)} workers written to {directory}")
       return 0
+    if flags.deploy or flags.status or flags.stop or flags.logs:
+      if flags.attack and not flags.byz_workers:
+        parser.error("--attack with --deploy needs --byz-workers N: which worker tasks run it")
+      return over_ssh(flags, spec)
     if flags.id is None:
-      parser.error("give --id JOB:INDEX (this node's task) or --make-credentials DIR")
+      parser.error("give --id JOB:INDEX (this node's task), --deploy, --status, --stop, --logs DIR or "
+                   "--make-credentials DIR")
     task = spec.task_id(flags.id)
     if task.job != flags.wk_job_name:
       raise ValueError(f"--id {task}: deploy.py starts worker tasks (job {flags.wk_job_name!r}); the parameter "

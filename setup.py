@@ -22,6 +22,7 @@ setup(
         "scikit-learn>=1.5",
         "grpcio>=1.60",
         "cryptography>=42",
+        "asyncssh>=2.14",
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],
