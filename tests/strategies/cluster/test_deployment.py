@@ -108,7 +108,7 @@ def test_deploy_train_status_logs_and_stop(sshd, make_cluster, shared_data):
   state = cluster.root / "remote-state"
   common = ["--cluster", str(cluster.spec_path), "--credentials", str(cluster.credentials),
             *remote_options(sshd, state)]
-  started = deploy(*common, "--deploy", "--byz-workers", "1", "--attack", "little", cwd=cluster.root)
+  started = deploy(*common, "--deploy", "--byz-workers", "1", "--attack", "little", "--nice", cwd=cluster.root)
   try:
     assert started.returncode == 0, started.stderr[-3000:]
     assert all(f"workers:{i} started on 127.0.0.1" in started.stderr for i in range(4))
@@ -120,6 +120,7 @@ def test_deploy_train_status_logs_and_stop(sshd, make_cluster, shared_data):
     status = deploy(*common, "--status", cwd=cluster.root)
     assert status.returncode == 0 and states(status.stdout) == ["running"] * 4, status.stdout
     pids = [int(pid) for pid in re.findall(r"running\s+pid (\d+)", status.stdout)]
+    assert len(pids) == 4 and all(os.getpriority(os.PRIO_PROCESS, pid) == 19 for pid in pids)  # --nice
 
     ps = cluster.start_ps("--experiment", "mnist", "--experiment-args", f"idx-dir:{shared_data / 'mnist'}",
                           "--aggregator", "median", "--nb-decl-byz-workers", "1", "--nb-real-byz-workers", "1",
