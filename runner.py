@@ -31,6 +31,7 @@ from absl import logging  # pylint: disable=g-import-not-at-top
 # The same names as strategies.training.OPTIMIZERS, which needs TensorFlow: --help does not.
 OPTIMIZERS = ["adadelta", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd"]
 SCHEDULES = ["cosine", "exponential", "fixed", "inverse-time", "polynomial"]
+PLACEMENTS = ["detox", "mols", "ramanujan-1", "ramanujan-2"]  # aggregathor.redundancy's, listed here for --help
 NONE = "-"  # for an output path: write nothing of that kind
 
 
@@ -61,6 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--attack-args", **pairs, help="additional arguments of the attack, e.g. factor:1.5")
   group.add_argument("--label-flip", action="store_true",
                      help="data attack: the Byzantine workers train on flipped labels (instead of --attack)")
+  group = parser.add_argument_group("redundancy defences (DETOX, ByzShield; see strategies.redundancy)")
+  group.add_argument("--redundancy", default=None, choices=PLACEMENTS,
+                     help="place each file (part of the batch) on --replication workers, vote per file, then run "
+                     "--aggregator across the voted files; --nb-workers workers, --nb-real-byz-workers of them "
+                     "Byzantine, all their copies sending --attack's vector")
+  group.add_argument("--replication", type=int, default=3, help="copies of each file (r)")
+  group.add_argument("--redundancy-args", nargs="*", default=[], metavar="KEY:VALUE",
+                     help="additional arguments of the placement, e.g. m:10 for ramanujan-2")
+  group.add_argument("--byzantine-set", default="worst", choices=["worst", "random", "fixed"],
+                     help="which workers are Byzantine: the set distorting the most files (the placement's worst "
+                     "case), a random set each step, or --byzantine-workers")
+  group.add_argument("--byzantine-workers", type=int, nargs="*", default=None, metavar="I",
+                     help="with --byzantine-set fixed: the Byzantine workers, 0-indexed")
+  group.add_argument("--buckets", type=int, default=None,
+                     help="average the voted files in this many buckets before the rule (ByzShield's --bucket-size)")
   group = parser.add_argument_group("optimisation")
   group.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="Keras optimizer to use")
   group.add_argument("--optimizer-args", **pairs, help="additional arguments of the Keras optimizer, dashed, "
@@ -207,6 +223,21 @@ def cluster_jobs(flags: argparse.Namespace) -> dict[str, list[str]]:
   return {job: [str(a) for a in addresses] for job, addresses in ClusterSpec.parse(flags.server).jobs.items()}
 
 
+def literal_pairs(pairs: Sequence[str]) -> dict[str, Any]:
+  """`--redundancy-args` key:value pairs, values as Python literals where they parse (m:10 -> 10)."""
+  import ast  # pylint: disable=g-import-not-at-top
+  result = {}
+  for pair in pairs:
+    key, separator, value = pair.partition(":")
+    if not separator or not key:
+      raise ValueError(f"--redundancy-args: expected key:value, got {pair!r}")
+    try:
+      result[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      result[key] = value
+  return result
+
+
 def output_path(value: str | None, default: str | None = None) -> str | None:
   """An output flag's path: `-` means none, and an absent flag takes `default`."""
   if value == NONE:
@@ -291,7 +322,12 @@ def build_training(flags: argparse.Namespace):
   workers = cluster_workers(flags)
   use_gpu = select_devices(flags)
   if workers is None:  # on a cluster, the workers' devices are theirs
-    strategies.configure_devices(flags.nb_workers, use_gpu=use_gpu, reuse_gpu=use_gpu and flags.reuse_gpu)
+    replicas = flags.nb_workers
+    if flags.redundancy:
+      from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
+      replicas = redundancy.get(flags.redundancy, nb_workers=flags.nb_workers, replication=flags.replication,
+                                **literal_pairs(flags.redundancy_args)).nb_files  # one replica per file
+    strategies.configure_devices(replicas, use_gpu=use_gpu, reuse_gpu=use_gpu and flags.reuse_gpu)
   import experiments  # pylint: disable=g-import-not-at-top
   from aggregathor import attacks, gars  # pylint: disable=g-import-not-at-top
   from strategies import schedules, training  # pylint: disable=g-import-not-at-top
@@ -326,7 +362,10 @@ def build_training(flags: argparse.Namespace):
       study_period=flags.study_period, study_file=output_path(flags.study_file), log_period=flags.log_period,
       trace=flags.trace, no_wait=flags.no_wait, workers=workers, credentials=flags.credentials,
       step_timeout=flags.step_timeout, start_timeout=flags.start_timeout, transport=flags.transport,
-      cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name)
+      cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name,
+      redundancy=flags.redundancy, redundancy_args=literal_pairs(flags.redundancy_args),
+      replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,
+      buckets=flags.buckets)
   return training.Training(config)
 
 

@@ -40,6 +40,8 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     devices: the worker devices (default: one logical device per worker, GPUs
       when there are enough, else CPUs; before TensorFlow's runtime starts, the
       CPU is split into nb_workers devices, see `strategies.configure_devices`). ps_device: the parameter server's device.
+    pipeline: a pipeline of one's own (e.g. `strategies.redundancy.RedundancyPipeline`, whose replicas are the
+      files), instead of the one these arguments build.
   """
 
   def __init__(self, aggregator: str | gars.Rule, nb_workers: int, nb_decl_byz_workers: int = 0,
@@ -48,10 +50,14 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
                momentum: float = 0.0, momentum_at: str = "update", dampening: float = 0.0,
                clip: float | None = None, study_period: int = 0, devices: Sequence[str] | None = None,
                ps_device: str = "/job:localhost/replica:0/task:0/device:CPU:0",
-               loss_scaled_by_replicas: bool = True):
-    pipeline = GradientPipeline(aggregator, nb_workers, nb_decl_byz_workers, nb_real_byz_workers, attack,
-                                aggregator_args, attack_args, momentum=momentum, momentum_at=momentum_at,
-                                dampening=dampening, clip=clip, study_period=study_period)
+               loss_scaled_by_replicas: bool = True, pipeline: GradientPipeline | None = None):
+    if pipeline is None:
+      pipeline = GradientPipeline(aggregator, nb_workers, nb_decl_byz_workers, nb_real_byz_workers, attack,
+                                  aggregator_args, attack_args, momentum=momentum, momentum_at=momentum_at,
+                                  dampening=dampening, clip=clip, study_period=study_period)
+    elif pipeline.nb_workers != nb_workers:
+      raise ValueError(f"the pipeline given aggregates {pipeline.nb_workers} rows, the strategy has {nb_workers} "
+                       "replicas")
     devices = list(devices) if devices is not None else default_worker_devices(nb_workers)
     # Canonical names, so that "/cpu:0" and its full name count as the same device.
     if len(devices) != nb_workers or len({tf_internals.canonical_device(device) for device in devices}) != nb_workers:

@@ -96,6 +96,15 @@ class TrainingConfig:
   # the whole cluster (job -> tasks) and the parameter server's and workers' job names.
   transport: str = "grpc"
   cluster: dict[str, list[str]] | None = None
+  # A redundancy defence (see strategies.redundancy): the placement's name and arguments, each file's
+  # replication, the adversary's set of nb_real_byz_workers workers ("worst", "random" or "fixed", then
+  # byzantine_workers), and the buckets the voted files are averaged in (None: none).
+  redundancy: str | None = None
+  redundancy_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  replication: int = 3
+  byzantine_set: str = "worst"
+  byzantine_workers: list[int] | None = None
+  buckets: int | None = None
   ps_job: str = "ps"
   worker_job: str = "workers"
 
@@ -243,6 +252,9 @@ class Training:
           rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, None,
           config.aggregator_args, momentum=0.0 if config.momentum_at == "worker" else config.momentum,
           momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period)
+    elif config.redundancy:
+      self.strategy = self._redundant_strategy(rule)
+      self.pipeline = self.strategy.pipeline
     else:
       self.strategy = ByzantineStrategy(
           rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
@@ -270,6 +282,35 @@ class Training:
     self._eval_batch = self._evaluation_step()
     if config.workers and not self.in_graph:
       self._start_pool()
+
+  def _redundant_strategy(self, rule: gars.Rule) -> ByzantineStrategy:
+    """DETOX or ByzShield: one replica per file, the vote and the rule across the files in the pipeline."""
+    from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
+    from strategies.redundancy import RedundancyPipeline  # pylint: disable=g-import-not-at-top
+    config = self.config
+    if config.workers:
+      raise ValueError("--redundancy runs in local mode only, for now")
+    if config.label_flip or config.local_steps != 1:
+      raise ValueError("--redundancy takes neither --label-flip nor --local-steps: the files' copies are voted on")
+    placement = redundancy.get(config.redundancy, nb_workers=config.nb_workers, replication=config.replication,
+                               **config.redundancy_args)
+    pipeline = RedundancyPipeline(
+        placement, rule, config.nb_real_byz_workers, config.attack, byzantine_set=config.byzantine_set,
+        byzantine_workers=config.byzantine_workers, buckets=config.buckets,
+        nb_decl_byz_workers=config.nb_decl_byz_workers or None, aggregator_args=config.aggregator_args,
+        attack_args=config.attack_args, momentum=config.momentum, momentum_at=config.momentum_at,
+        dampening=config.dampening, clip=config.gradient_clip, study_period=config.study_period, seed=config.seed)
+    return ByzantineStrategy(rule, placement.nb_files, pipeline=pipeline)
+
+  @property
+  def nb_replicas(self) -> int:
+    """The strategy's replicas: the workers, or with a redundancy defence the files."""
+    return self.pipeline.nb_workers
+
+  @property
+  def nb_honest_replicas(self) -> int:
+    """The replicas whose loss and accuracy are the model's (a redundancy defence's files are all honest)."""
+    return self.nb_replicas - (0 if self.config.redundancy else self.config.nb_real_byz_workers)
 
   def _check_cluster(self, rule: gars.Rule) -> None:
     """What cluster mode refuses, and how many absent workers the rule tolerates (said once, at start-up)."""
@@ -355,8 +396,8 @@ class Training:
   def _train_step(self, iterator):
     """The `tf.function` of one training step over the workers: (honest workers' loss, accuracy)."""
     config, model, optimizer, strategy = self.config, self.model, self.optimizer, self.strategy
-    n = config.nb_workers
-    honest = n - config.nb_real_byz_workers
+    n = self.nb_replicas
+    honest = self.nb_honest_replicas
     weight_indices = penalised_indices(model)
 
     def local_loss(logits, labels, params=None):
@@ -499,7 +540,7 @@ class Training:
     0 when done, 130 after Ctrl-C, 143 after SIGTERM, 3 when too few cluster workers answer.
     """
     config = self.config
-    n = config.nb_workers
+    n = self.nb_replicas
     start_step = int(self.step.numpy())
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
     if self.pool is not None:
@@ -591,6 +632,8 @@ class Training:
             tf.summary.scalar("train/accuracy", accuracy)
             tf.summary.scalar("train/learning-rate", current_learning_rate(self.optimizer))
             tf.summary.scalar("train/steps-per-second", trained_steps / max(time.monotonic() - started, 1e-9))
+            if config.redundancy:
+              tf.summary.scalar("redundancy/distorted-files", int(self.pipeline.distorted_files.numpy()))
         if evaluation_trigger(current) and current < end_step:
           record_evaluation(current)
         if checkpoint_trigger(current):

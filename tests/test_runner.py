@@ -514,6 +514,8 @@ def test_the_flag_tables_match_the_library():
   # runner.py names the optimizers and schedules itself, so that --help needs no TensorFlow.
   from strategies import schedules  # pylint: disable=import-outside-toplevel
   assert runner.OPTIMIZERS == sorted(training.OPTIMIZERS) and runner.SCHEDULES == schedules.names()
+  from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
+  assert runner.PLACEMENTS == redundancy.names()
 
 
 def test_failure_during_training_saves_and_names_the_checkpoint(capsys, tmp_path, caplog, monkeypatch):

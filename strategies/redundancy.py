@@ -1,0 +1,135 @@
+"""The redundancy defences in training: the replicas compute the files, the pipeline votes and aggregates them.
+
+With DETOX or ByzShield (see `aggregathor.redundancy`), K workers compute F
+files of each batch, each file on r workers. Honest copies of a file are
+equal, so the strategy's replicas are the F files, each computed once; the
+pipeline then builds every worker's copies, the Byzantine workers' holding
+the attack's one vector, votes per file, and runs the rule across the voted
+files (see `aggregathor.redundancy.defence`). The gradients a real cluster
+computes per step are F·r; here F.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from aggregathor import attacks, gars, redundancy
+from aggregathor.redundancy import defence
+from strategies.pipeline import GradientPipeline, plain_variables
+
+BYZANTINE_SETS = ("worst", "random", "fixed")
+
+
+class RedundancyPipeline(GradientPipeline):
+  """A `GradientPipeline` over the F files' gradients, with the vote and the rule across files.
+
+  placement: an `aggregathor.redundancy.Placement` (or a name, with
+  nb_workers and replication). nb_byzantine (q) workers are Byzantine: the
+  adversary's `worst` set (`Placement.worst_case`), a `random` set drawn each
+  step, or the `fixed` `byzantine_workers`. The rule's f across the files is
+  the placement's c_max(q) (at most `buckets`) unless `nb_decl_byz_workers` is
+  given. Clipping and momentum at the update work as in `GradientPipeline`.
+  """
+
+  def __init__(self, placement: redundancy.Placement, aggregator: str | gars.Rule, nb_byzantine: int = 0,
+               attack: str | attacks.Attack | None = None, *, byzantine_set: str = "worst",
+               byzantine_workers: Sequence[int] | None = None, buckets: int | None = None,
+               nb_decl_byz_workers: int | None = None, aggregator_args: Mapping[str, Any] | None = None,
+               attack_args: Mapping[str, Any] | None = None, momentum: float = 0.0, momentum_at: str = "update",
+               dampening: float = 0.0, clip: float | None = None, study_period: int = 0, seed: int = 0):
+    if momentum and momentum_at != "update":
+      raise ValueError("with a redundancy defence the momentum is at the update (--momentum-at update): the "
+                       "workers' copies are voted on, not accumulated")
+    if byzantine_set not in BYZANTINE_SETS:
+      raise ValueError(f"expected the Byzantine set among {', '.join(BYZANTINE_SETS)}, got {byzantine_set!r}")
+    if not 0 <= nb_byzantine < placement.nb_workers:
+      raise ValueError(f"expected 0 <= Byzantine workers < {placement.nb_workers}, got {nb_byzantine}")
+    if nb_byzantine and attack is None:
+      raise ValueError("Byzantine workers need an attack: the vector all their copies send")
+    if buckets is not None and not 1 <= buckets <= placement.nb_files:
+      raise ValueError(f"expected 1 <= buckets <= {placement.nb_files} files, got {buckets}")
+    files = placement.nb_files
+    super().__init__(aggregator, files, 0, 0, None, aggregator_args, momentum=momentum, momentum_at=momentum_at,
+                     dampening=dampening, clip=clip, study_period=study_period)
+    self.placement = placement
+    self.nb_byzantine = nb_byzantine
+    self.buckets = buckets
+    self.byzantine_set = byzantine_set
+    if byzantine_set == "fixed":
+      workers = sorted(set(byzantine_workers or ()))
+      if len(workers) != nb_byzantine or any(not 0 <= w < placement.nb_workers for w in workers):
+        raise ValueError(f"--byzantine-workers must name {nb_byzantine} distinct workers in [0, "
+                         f"{placement.nb_workers}), got {list(byzantine_workers or ())}")
+      self.byzantine_workers = tuple(workers)
+    elif byzantine_set == "worst":
+      self.byzantine_workers = placement.worst_case(nb_byzantine).workers
+    else:
+      self.byzantine_workers = None  # drawn each step
+    self.file_f = (defence.effective_f(placement, nb_byzantine, buckets) if nb_decl_byz_workers is None
+                   else nb_decl_byz_workers)
+    self.rule.check(buckets or files, self.file_f, **self.aggregator_args)
+    self.file_attack = None if attack is None else attacks.get(attack)
+    self.file_attack_args = {} if self.file_attack is None else self.file_attack.resolve_args(dict(attack_args or {}))
+    if "gar_args" in self.file_attack_args and self.file_attack_args["gar_args"] is None:
+      self.file_attack_args["gar_args"] = dict(self.aggregator_args)
+    self.seed = seed
+    self._copy_workers = np.array(placement.files, np.int32)  # (F, r): the worker of each copy
+    self._generator: tf.random.Generator | None = None
+    self.distorted_files: tf.Variable | None = None
+    logging.info("Redundancy %s: %d workers, %d files of %d copies; %d Byzantine (%s set%s); the rule sees %d %s "
+                 "with f=%d", placement.name, placement.nb_workers, files, placement.replication, nb_byzantine,
+                 byzantine_set, f": workers {list(self.byzantine_workers)}" if self.byzantine_workers else "",
+                 buckets or files, "buckets" if buckets else "files", self.file_f)
+
+  def build(self, d: int, dtype: tf.DType = tf.float32) -> None:
+    super().build(d, dtype)
+    if self.distorted_files is None:
+      with tf.init_scope(), plain_variables():
+        self._generator = tf.random.Generator.from_seed(self.seed)
+        self.distorted_files = tf.Variable(0, dtype=tf.int32, trainable=False, name="distorted_files")
+
+  def variables(self) -> dict[str, tf.Variable]:
+    state = super().variables()
+    state["redundancy_generator"] = self._generator.state
+    return state
+
+  def _byzantine_mask(self) -> tf.Tensor:
+    workers = self.placement.nb_workers
+    if self.byzantine_workers is not None:
+      mask = np.zeros(workers, bool)
+      mask[list(self.byzantine_workers)] = True
+      return tf.constant(mask)
+    drawn = tf.argsort(self._generator.uniform([workers]))[:self.nb_byzantine]
+    return tf.scatter_nd(drawn[:, None], tf.ones([self.nb_byzantine], tf.bool), [workers])
+
+  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
+    if present is not None:
+      raise ValueError("the redundancy defences run in local mode only, for now")
+    files, d = gradients.shape
+    if files != self.nb_workers:
+      raise ValueError(f"expected the gradients of the {self.nb_workers} files, got {files}")
+    self.build(d, gradients.dtype)
+    sampled = gradients
+    if self.clip is not None:
+      norms = tf.norm(gradients, axis=1, keepdims=True)
+      gradients = gradients * tf.minimum(tf.constant(1.0, gradients.dtype), self.clip / tf.maximum(norms, 1e-30))
+    copy_mask = tf.gather(self._byzantine_mask(), self._copy_workers)
+    if self.file_attack is not None and self.nb_byzantine:
+      attack_vector = tf.cast(self.file_attack(gradients, 1, self.file_f, gar=self.rule, **self.file_attack_args)[0],
+                              gradients.dtype)
+    else:
+      attack_vector = tf.zeros([d], gradients.dtype)
+    order = tf.argsort(self._generator.uniform([files])) if self.buckets else None
+    aggregated, voted, distorted = defence.aggregate(gradients, copy_mask, attack_vector, self.rule, self.file_f,
+                                                     self.aggregator_args, self.buckets, order)
+    applied = aggregated
+    if self.momentum:
+      applied = self._accumulate(self._update_momentum, aggregated)
+    count = self.distorted_files.assign(tf.reduce_sum(tf.cast(distorted, tf.int32)))
+    record = self.study.record(sampled=sampled, submitted=voted, aggregated=aggregated, selected=None)
+    with tf.control_dependencies([*record, count]):
+      return tf.identity(applied)
