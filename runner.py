@@ -70,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--replication", type=int, default=3, help="copies of each file (r)")
   group.add_argument("--redundancy-args", nargs="*", default=[], metavar="KEY:VALUE",
                      help="additional arguments of the placement, e.g. m:10 for ramanujan-2")
-  group.add_argument("--byzantine-set", default="worst", choices=["worst", "random", "fixed"],
+  group.add_argument("--byzantine-set", default="worst", choices=["worst", "random", "fixed", "benign", "whole-group"],
                      help="which workers are Byzantine: the set distorting the most files (the placement's worst "
-                     "case), a random set each step, or --byzantine-workers")
+                     "case), a random set each step, --byzantine-workers, or DETOX's benign (one per group) and "
+                     "whole-group (the first q workers) attacks")
   group.add_argument("--byzantine-workers", type=int, nargs="*", default=None, metavar="I",
                      help="with --byzantine-set fixed: the Byzantine workers, 0-indexed")
   group.add_argument("--buckets", type=int, default=None,

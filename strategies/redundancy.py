@@ -21,7 +21,7 @@ from aggregathor import attacks, gars, redundancy
 from aggregathor.redundancy import defence
 from strategies.pipeline import GradientPipeline, plain_variables
 
-BYZANTINE_SETS = ("worst", "random", "fixed")
+BYZANTINE_SETS = ("worst", "random", "fixed", "benign", "whole-group")
 
 
 class RedundancyPipeline(GradientPipeline):
@@ -30,7 +30,8 @@ class RedundancyPipeline(GradientPipeline):
   placement: an `aggregathor.redundancy.Placement` (or a name, with
   nb_workers and replication). nb_byzantine (q) workers are Byzantine: the
   adversary's `worst` set (`Placement.worst_case`), a `random` set drawn each
-  step, or the `fixed` `byzantine_workers`. The rule's f across the files is
+  step, the `fixed` `byzantine_workers`, or DETOX's `benign` (one per group)
+  and `whole-group` (the first q workers) sets. The rule's f across the files is
   the placement's c_max(q) (at most `buckets`) unless `nb_decl_byz_workers` is
   given. Clipping and momentum at the update work as in `GradientPipeline`.
   """
@@ -67,6 +68,11 @@ class RedundancyPipeline(GradientPipeline):
       self.byzantine_workers = tuple(workers)
     elif byzantine_set == "worst":
       self.byzantine_workers = placement.worst_case(nb_byzantine).workers
+    elif byzantine_set in ("benign", "whole-group"):
+      method = getattr(placement, byzantine_set.replace("-", "_") + "_attack", None)
+      if method is None:
+        raise ValueError(f"the {byzantine_set} Byzantine set is DETOX's: use it with --redundancy detox")
+      self.byzantine_workers = tuple(method(nb_byzantine))
     else:
       self.byzantine_workers = None  # drawn each step
     self.file_f = (defence.effective_f(placement, nb_byzantine, buckets) if nb_decl_byz_workers is None

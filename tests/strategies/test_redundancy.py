@@ -51,6 +51,18 @@ def test_random_sets_are_drawn_each_step_and_fixed_ones_checked():
     RedundancyPipeline(MOLS, "median", 2)
 
 
+def test_detox_attack_sets():
+  detox = redundancy.get("detox", nb_workers=15, replication=3)
+  benign = RedundancyPipeline(detox, "median", 4, "constant", byzantine_set="benign")
+  assert benign.byzantine_workers == (0, 3, 6, 9) and benign.file_f == 2  # the worst case still bounds f
+  benign(tf.constant(RNG.normal(size=(5, 6)).astype(np.float32)))
+  assert int(benign.distorted_files.numpy()) == 0
+  whole = RedundancyPipeline(detox, "median", 4, "constant", byzantine_set="whole-group")
+  assert whole.byzantine_workers == (0, 1, 2, 3)
+  with pytest.raises(ValueError, match="use it with --redundancy detox"):
+    RedundancyPipeline(MOLS, "median", 2, "constant", byzantine_set="benign")
+
+
 def test_buckets_average_the_voted_files_before_the_rule():
   # With the average, 5 equal buckets of the 25 voted files average to their mean, whatever the order.
   pipeline = RedundancyPipeline(MOLS, "average", buckets=5)
