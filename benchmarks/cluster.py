@@ -37,19 +37,10 @@ import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
+from strategies.cluster import spec  # pylint: disable=wrong-import-position
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
 STEADY = re.compile(r"Trained (\d+) steps in \S+ s: \S+ steps/s \((\S+) steps/s after the first")
 TRANSPORTS = ("local", "grpc", "tf")
-
-
-def free_ports(count: int) -> list[int]:
-  sockets = [socket.socket() for _ in range(count)]
-  for sock in sockets:
-    sock.bind(("127.0.0.1", 0))
-  ports = [sock.getsockname()[1] for sock in sockets]
-  for sock in sockets:
-    sock.close()
-  return ports
 
 
 def loopback_bandwidth(megabytes: int = 256) -> float:
@@ -81,10 +72,8 @@ class Deployment:
 
   def __init__(self, root: pathlib.Path, nb_workers: int, transport: str):
     self.root = root
-    ps_port, *ports = free_ports(nb_workers + 1)
     self.spec = root / f"cluster-{transport}-{nb_workers}.json"
-    self.spec.write_text(json.dumps({"ps": [f"127.0.0.1:{ps_port}"],
-                                     "workers": [f"127.0.0.1:{port}" for port in ports]}))
+    self.spec.write_text(json.dumps(spec.loopback_cluster(nb_workers)))
     self.credentials = root / f"creds-{nb_workers}"
     if not self.credentials.exists():
       subprocess.run([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(self.spec),

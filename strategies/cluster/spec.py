@@ -6,10 +6,28 @@ import dataclasses
 import json
 import os
 import re
+import socket
 from typing import Mapping, Sequence
 
 JOB_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 EXAMPLE = '{"ps": ["10.0.0.1:7000"], "workers": ["10.0.0.2:7000", "10.0.0.3:7000"]}'
+
+
+def loopback_cluster(nb_workers: int) -> dict[str, list[str]]:
+  """A cluster description of one parameter server and `nb_workers` workers on 127.0.0.1, for one machine.
+
+  The ports are ones that nothing listened on when this was called: another
+  process may take one before the cluster starts, as with any free port.
+  """
+  sockets = [socket.socket() for _ in range(nb_workers + 1)]
+  try:
+    for sock in sockets:
+      sock.bind(("127.0.0.1", 0))  # all bound before any is closed, so the ports differ
+    ps_port, *ports = (sock.getsockname()[1] for sock in sockets)
+  finally:
+    for sock in sockets:
+      sock.close()
+  return {"ps": [f"127.0.0.1:{ps_port}"], "workers": [f"127.0.0.1:{port}" for port in ports]}
 
 
 class ClusterError(ValueError):

@@ -10,28 +10,17 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
 
-from strategies.cluster import credentials
+from strategies.cluster import credentials, spec
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 EVALUATION = re.compile(r"\d+\.\d{3}\t(\d+)\taccuracy:(\S+)\tloss:\S+")
 ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-
-
-def free_ports(count: int) -> list[int]:
-  sockets = [socket.socket() for _ in range(count)]
-  for sock in sockets:
-    sock.bind(("127.0.0.1", 0))
-  ports = [sock.getsockname()[1] for sock in sockets]
-  for sock in sockets:
-    sock.close()
-  return ports
 
 
 class Cluster:
@@ -40,9 +29,8 @@ class Cluster:
   def __init__(self, root: pathlib.Path, nb_workers: int):
     self.root = root
     root.mkdir(parents=True, exist_ok=True)
-    ps_port, *ports = free_ports(nb_workers + 1)
-    self.ports = ports
-    self.spec = {"ps": [f"127.0.0.1:{ps_port}"], "workers": [f"127.0.0.1:{port}" for port in ports]}
+    self.spec = spec.loopback_cluster(nb_workers)
+    self.ports = [int(address.rsplit(":", 1)[1]) for address in self.spec["workers"]]
     self.spec_path = root / "cluster.json"
     self.spec_path.write_text(json.dumps(self.spec))
     self.credentials = root / "creds"
@@ -136,12 +124,6 @@ def wait_for(log: pathlib.Path, text: str, process: subprocess.Popen, timeout: f
       pytest.fail(f"{log.name}: exited with {process.returncode} before {text!r}:\n{content[-3000:]}")
     time.sleep(0.1)
   pytest.fail(f"{log.name}: no {text!r} within {timeout} s:\n{content[-3000:]}")
-
-
-@pytest.fixture
-def unused_ports():
-  """free_ports: `count` ports of 127.0.0.1 that nothing listens on."""
-  return free_ports
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from strategies.cluster.spec import Address, ClusterError, ClusterSpec, TaskId
+from strategies.cluster.spec import Address, ClusterError, ClusterSpec, TaskId, loopback_cluster
 
 CLUSTER = {"ps": ["127.0.0.1:7000"], "workers": ["127.0.0.1:7001", "localhost:7002", "[::1]:7003"]}
 
@@ -47,3 +47,12 @@ def test_task_ids():
     spec.task_id("workers:3")
   with pytest.raises(ClusterError, match="'eval' is not in the cluster, whose jobs are ps, workers"):
     spec.task_id("eval:0")
+
+
+def test_loopback_cluster_has_distinct_free_ports_of_127_0_0_1():
+  description = loopback_cluster(5)
+  spec = ClusterSpec.parse(json.dumps(description))
+  addresses = [*description["ps"], *description["workers"]]
+  assert len(description["workers"]) == 5 and len(set(addresses)) == 6
+  assert all(address.startswith("127.0.0.1:") for address in addresses)
+  assert len(spec.tasks("workers", "worker job")) == 5
