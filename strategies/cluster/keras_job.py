@@ -21,8 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from aggregathor import attacks, gars
-from strategies.cluster import wire
+from strategies.cluster import real_attack, wire
 
 
 class KerasJob:
@@ -50,15 +49,7 @@ class KerasJob:
     if self.dimension != job["dimension"]:
       raise ValueError(f"the job's model has {self.dimension} parameters here, {job['dimension']} on the "
                        "parameter server")
-    self.attack = attacks.get(attack) if attack else None
-    self.attack_args = {}
-    if self.attack is not None:
-      self.attack_args = self.attack.resolve_args(dict(attack_args))
-      if "gar_args" in self.attack_args and self.attack_args["gar_args"] is None:
-        self.attack_args["gar_args"] = dict(job["aggregator_args"])
-      self.rule = gars.get(job["aggregator"])
-      self.attack.check(job["nb_workers"], max(job["nb_real_byz_workers"], 1), job["nb_decl_byz_workers"],
-                        **self.attack_args)
+    self.attack = real_attack.RealAttack(job, attack, attack_args) if attack else None
     clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
     worker_momentum = bool(momentum) and job["momentum_at"] == "worker" and self.attack is None
     self._momentum = tf.Variable(tf.zeros([self.dimension]), trainable=False, name="worker_momentum")
@@ -105,13 +96,10 @@ class KerasJob:
     return wire.encode_row(step, row, loss, float("nan"))
 
   def _attack(self, weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    n, f_real = self.job["nb_workers"], max(self.job["nb_real_byz_workers"], 1)
-    parts = max(1, min(n - f_real, len(x)))
+    parts = max(1, min(self.attack.nb_estimates, len(x)))
     estimates, losses = [], []
     for indices in np.array_split(np.arange(len(x)), parts):
       row, loss = self._gradient(weights, x[indices], y[indices])
       estimates.append(row)
       losses.append(float(loss))
-    byzantine = self.attack(tf.stack(estimates), f_real, self.job["nb_decl_byz_workers"], gar=self.rule,
-                            **self.attack_args)
-    return np.asarray(byzantine[0], np.float32), float(np.mean(losses))
+    return self.attack(estimates), float(np.mean(losses))

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from strategies.cluster import credentials, wire
+from strategies.cluster import credentials, real_attack, wire
 from strategies.cluster.spec import Address, ClusterError
 
 SERVICE = "aggregathor.Worker"
@@ -81,7 +81,6 @@ class WorkerJob:
 
   def __init__(self, job: Mapping[str, Any], attack: str | None, attack_args: Mapping[str, Any]):
     import experiments  # pylint: disable=g-import-not-at-top
-    from aggregathor import attacks, gars  # pylint: disable=g-import-not-at-top
     from strategies import schedules, training  # pylint: disable=g-import-not-at-top
 
     self.job = dict(job)
@@ -107,15 +106,7 @@ class WorkerJob:
       raise ValueError(f"job: local_steps must be >= 1, got {job['local_steps']}")
     self.local_steps = job["local_steps"]
     self._schedule = schedules.build(job["learning_rate"], job["learning_rate_args"])
-    self.attack = attacks.get(attack) if attack else None
-    self.attack_args = {}
-    if self.attack is not None:
-      self.attack_args = self.attack.resolve_args(dict(attack_args))
-      if "gar_args" in self.attack_args and self.attack_args["gar_args"] is None:
-        self.attack_args["gar_args"] = dict(job["aggregator_args"])
-      self.rule = gars.get(job["aggregator"])
-      f_real = max(job["nb_real_byz_workers"], 1)
-      self.attack.check(n, f_real, job["nb_decl_byz_workers"], **self.attack_args)
+    self.attack = real_attack.RealAttack(job, attack, attack_args) if attack else None
     weight_indices = training.penalised_indices(self.model)
     l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
     clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
@@ -190,17 +181,15 @@ class WorkerJob:
     return row.numpy(), float(loss), float(accuracy)
 
   def _attack(self, step: int, weights: tf.Tensor) -> tuple[np.ndarray, float, float]:
-    n, f_real = self.job["nb_workers"], max(self.job["nb_real_byz_workers"], 1)
+    count = self.attack.nb_estimates
     estimates, losses, accuracies = [], [], []
-    for offset in range(n - f_real):
-      x, y = self._batch(step * (n - f_real) + offset)  # fresh minibatches of its own shard
+    for offset in range(count):
+      x, y = self._batch(step * count + offset)  # fresh minibatches of its own shard
       row, loss, accuracy = self._gradient(weights, x, y)
       estimates.append(row)
       losses.append(float(loss))
       accuracies.append(float(accuracy))
-    byzantine = self.attack(tf.stack(estimates), f_real, self.job["nb_decl_byz_workers"], gar=self.rule,
-                            **self.attack_args)
-    return np.asarray(byzantine[0], np.float32), float(np.mean(losses)), float(np.mean(accuracies))
+    return self.attack(estimates), float(np.mean(losses)), float(np.mean(accuracies))
 
 
 class WorkerService:
