@@ -13,7 +13,22 @@ from strategies.pipeline import GradientPipeline
 from strategies.reduction import RobustReduction
 
 
-class ByzantineStrategy(tf.distribute.MirroredStrategy):
+class PipelineStrategyMixin:
+  """What every strategy that aggregates with a `GradientPipeline` (its `pipeline`) adds to TensorFlow's."""
+
+  pipeline: GradientPipeline
+
+  def reduce(self, reduce_op, value, axis):
+    check_replica_shapes(value, axis, self.num_replicas_in_sync)
+    return super().reduce(reduce_op, value, axis)
+
+  @property
+  def study(self):
+    """The study metrics recorder (`strategies.study.StudyRecorder`)."""
+    return self.pipeline.study
+
+
+class ByzantineStrategy(PipelineStrategyMixin, tf.distribute.MirroredStrategy):
   """Synchronous training with a trusted parameter server that aggregates with a GAR.
 
   One replica per worker, on this machine's logical devices. Instead of the mean
@@ -65,16 +80,6 @@ class ByzantineStrategy(tf.distribute.MirroredStrategy):
     super().__init__(devices=devices, cross_device_ops=RobustReduction(pipeline, ps_device, loss_scaled_by_replicas))
     self.pipeline = pipeline
     tf_internals.keep_merge_call(self)
-
-  def reduce(self, reduce_op, value, axis):
-    check_replica_shapes(value, axis, self.num_replicas_in_sync)
-    return super().reduce(reduce_op, value, axis)
-
-  @property
-  def study(self):
-    """The study metrics recorder (`strategies.study.StudyRecorder`)."""
-    return self.pipeline.study
-
 
 def check_replica_shapes(value, axis, nb_replicas: int) -> None:
   """Refuses, with what to do, a reduction of per-replica values of different shapes.

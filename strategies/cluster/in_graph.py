@@ -39,7 +39,7 @@ from absl import logging
 
 from aggregathor import attacks, gars
 from strategies import tf_internals
-from strategies.byzantine import check_replica_shapes
+from strategies.byzantine import PipelineStrategyMixin
 from strategies.cluster.spec import Address, ClusterError, ClusterSpec
 from strategies.pipeline import GradientPipeline
 from strategies.reduction import RobustReduction
@@ -90,7 +90,7 @@ def connect(spec: ClusterSpec, ps_job: str, worker_job: str, timeout: float) -> 
           else task_device(worker_job, i) for i in range(len(workers))]
 
 
-class InGraphStrategy(tf.distribute.experimental.CentralStorageStrategy):
+class InGraphStrategy(PipelineStrategyMixin, tf.distribute.experimental.CentralStorageStrategy):
   """`ByzantineStrategy` over remote workers' devices: the variables on the parameter server, the rule there too.
 
   MirroredStrategy refuses remote devices in eager mode; CentralStorageStrategy
@@ -111,14 +111,6 @@ class InGraphStrategy(tf.distribute.experimental.CentralStorageStrategy):
                                      dampening=dampening, clip=clip, study_period=study_period)
     super().__init__(compute_devices=list(devices), parameter_device=ps_device)
     tf_internals.set_cross_device_ops(self, RobustReduction(self.pipeline, ps_device))
-
-  def reduce(self, reduce_op, value, axis):
-    check_replica_shapes(value, axis, self.num_replicas_in_sync)
-    return super().reduce(reduce_op, value, axis)
-
-  @property
-  def study(self):
-    return self.pipeline.study
 
 
 class Deadline:
