@@ -31,15 +31,18 @@ def main(directory: str, identity: int, port: int) -> None:
     step, _ = wire.decode_weights(request, state["dimension"])
     d = state["dimension"]
     good = wire.encode_row(step, np.full(d, np.nan, np.float32), 0.0, 0.0)
+    # Only this step's answer is built, so that the rogue answers before the honest workers (an absent worker's
+    # row is read only if in by then).
     answers = [
-        wire.encode_row(step, np.zeros(d + (1 << 20), np.float32), 0.0, 0.0),  # oversized: 4 MB more
-        state["previous"] or good,  # replayed
-        b"EVIL" + good[4:],  # malformed
-        wire.ROW_HEADER.pack(wire.ROW_MAGIC, step, d - 1, 0.0, 0.0) + good[wire.ROW_HEADER.size:],  # wrong count
-        good,
+        lambda: wire.encode_row(step, np.zeros(d + (1 << 20), np.float32), 0.0, 0.0),  # oversized: 4 MB more
+        lambda: state["previous"] or good,  # replayed
+        lambda: b"EVIL" + good[4:],  # malformed
+        lambda: wire.ROW_HEADER.pack(wire.ROW_MAGIC, step, d - 1, 0.0, 0.0) + good[wire.ROW_HEADER.size:],  # count
+        lambda: good,
     ]
+    answer = answers[step % len(answers)]()
     state["previous"] = good
-    return answers[step % len(answers)]
+    return answer
 
   server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=[("grpc.so_reuseport", 0)])
   server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(worker.SERVICE, {
