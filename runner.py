@@ -32,6 +32,21 @@ from absl import logging  # pylint: disable=g-import-not-at-top
 OPTIMIZERS = ["adadelta", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd"]
 SCHEDULES = ["cosine", "exponential", "fixed", "inverse-time", "polynomial"]
 PLACEMENTS = ["detox", "mols", "ramanujan-1", "ramanujan-2"]  # aggregathor.redundancy's, listed here for --help
+BYZANTINE_SETS = ["worst", "random", "fixed", "benign", "whole-group"]  # strategies.redundancy's
+# ByzShield's --approach (kkonstantinidis/ByzShield, src/util.py): the placement (None: no redundancy), the
+# Byzantine set by default, and the rule it forces across the voted files (None: --aggregator). Its
+# `_generate_adversarial_nodes` draws a random set each step (`random`) or takes the worst set from its tables
+# (`worst`); `draco_lite_attack` is ByzShield's attack on DETOX, `_attack_detox`; `maj_vote` is Draco's
+# repetition code: DETOX's groups, the vote, and the mean of the voted files.
+APPROACHES = {
+    "baseline": (None, None, None),
+    "mols": ("mols", "worst", None),
+    "rama_one": ("ramanujan-1", "worst", None),
+    "rama_two": ("ramanujan-2", "worst", None),
+    "draco-lite": ("detox", "random", None),
+    "draco_lite_attack": ("detox", "worst", None),
+    "maj_vote": ("detox", "random", "average"),
+}
 NONE = "-"  # for an output path: write nothing of that kind
 
 
@@ -63,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--label-flip", action="store_true",
                      help="data attack: the Byzantine workers train on flipped labels (instead of --attack)")
   group = parser.add_argument_group("redundancy defences (DETOX, ByzShield; see strategies.redundancy)")
+  group.add_argument("--approach", default=None, choices=list(APPROACHES),
+                     help="ByzShield's names for a setting: baseline (no redundancy), mols, rama_one, rama_two "
+                     "(ByzShield against its worst-case set), draco-lite (DETOX, a random set each step), "
+                     "draco_lite_attack (DETOX against ByzShield's attack on it, or --byzantine-set benign or "
+                     "whole-group), maj_vote (Draco's repetition code: DETOX's vote, then the mean); sets "
+                     "--redundancy and the default --byzantine-set")
   group.add_argument("--redundancy", default=None, choices=PLACEMENTS,
                      help="place each file (part of the batch) on --replication workers, vote per file, then run "
                      "--aggregator across the voted files; --nb-workers workers, --nb-real-byz-workers of them "
@@ -70,10 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--replication", type=int, default=3, help="copies of each file (r)")
   group.add_argument("--redundancy-args", nargs="*", default=[], metavar="KEY:VALUE",
                      help="additional arguments of the placement, e.g. m:10 for ramanujan-2")
-  group.add_argument("--byzantine-set", default="worst", choices=["worst", "random", "fixed", "benign", "whole-group"],
+  group.add_argument("--byzantine-set", default=None, choices=BYZANTINE_SETS,
                      help="which workers are Byzantine: the set distorting the most files (the placement's worst "
                      "case), a random set each step, --byzantine-workers, or DETOX's benign (one per group) and "
-                     "whole-group (the first q workers) attacks")
+                     "whole-group (the first q workers) attacks; by default worst, or --approach's")
   group.add_argument("--byzantine-workers", type=int, nargs="*", default=None, metavar="I",
                      help="with --byzantine-set fixed: the Byzantine workers, 0-indexed")
   group.add_argument("--buckets", type=int, default=None,
@@ -167,8 +188,32 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def resolve_approach(flags: argparse.Namespace) -> None:
+  """Sets --redundancy, --byzantine-set and --aggregator from ByzShield's --approach, refusing contradictions."""
+  if flags.approach is None:
+    flags.byzantine_set = flags.byzantine_set or "worst"
+    return
+  placement, byzantine_set, rule = APPROACHES[flags.approach]
+  if flags.redundancy not in (None, placement):
+    raise UsageError(f"--approach {flags.approach} is the placement {placement or 'of no redundancy'}; drop "
+                     f"--redundancy {flags.redundancy}, or drop --approach")
+  if rule is not None and flags.aggregator not in ("average", rule):
+    raise UsageError(f"--approach {flags.approach} averages the voted files; drop --aggregator {flags.aggregator}, "
+                     f"or use --approach draco-lite to run a robust rule across them")
+  if placement is None and flags.byzantine_set is not None:
+    raise UsageError(f"--byzantine-set is for a redundancy defence; --approach baseline has none (its Byzantine "
+                     f"workers are the last --nb-real-byz-workers)")
+  if flags.approach == "draco_lite_attack" and flags.byzantine_set not in (None, "worst", "benign", "whole-group"):
+    raise UsageError(f"--approach draco_lite_attack is DETOX against DETOX's attacks: --byzantine-set worst, "
+                     f"benign or whole-group, got {flags.byzantine_set}")
+  flags.redundancy = placement
+  flags.byzantine_set = flags.byzantine_set or byzantine_set or "worst"
+  flags.aggregator = rule or flags.aggregator
+
+
 def check_flags(flags: argparse.Namespace) -> None:
   """Checks what argparse cannot, before TensorFlow starts."""
+  resolve_approach(flags)
   for name in ("nb_workers", "local_steps"):
     if getattr(flags, name) < 1:
       raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(flags, name)}")

@@ -20,8 +20,10 @@ from absl import logging
 from aggregathor import attacks, gars, redundancy
 from aggregathor.redundancy import defence
 from strategies.pipeline import GradientPipeline, plain_variables
+from strategies.study import StudyRecorder
 
 BYZANTINE_SETS = ("worst", "random", "fixed", "benign", "whole-group")
+DISTORTED_FILES = "redundancy/distorted-files"  # the study's column: the files whose vote the Byzantine workers won
 
 
 class RedundancyPipeline(GradientPipeline):
@@ -56,6 +58,8 @@ class RedundancyPipeline(GradientPipeline):
     files = placement.nb_files
     super().__init__(aggregator, files, 0, 0, None, aggregator_args, momentum=momentum, momentum_at=momentum_at,
                      dampening=dampening, clip=clip, study_period=study_period)
+    # No selection across files is recorded; the distorted files are, beside the metrics.
+    self.study = StudyRecorder(files, 0, study_period, selects=False, counters=(DISTORTED_FILES,))
     self.placement = placement
     self.nb_byzantine = nb_byzantine
     self.buckets = buckets
@@ -136,6 +140,7 @@ class RedundancyPipeline(GradientPipeline):
     if self.momentum:
       applied = self._accumulate(self._update_momentum, aggregated)
     count = self.distorted_files.assign(tf.reduce_sum(tf.cast(distorted, tf.int32)))
-    record = self.study.record(sampled=sampled, submitted=voted, aggregated=aggregated, selected=None)
+    record = self.study.record(sampled=sampled, submitted=voted, aggregated=aggregated, selected=None,
+                               counters={DISTORTED_FILES: count})
     with tf.control_dependencies([*record, count]):
       return tf.identity(applied)

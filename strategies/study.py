@@ -9,6 +9,8 @@ selection rule kept; `strategies.summaries` writes them to TensorBoard and CSV.
 
 from __future__ import annotations
 
+from typing import Mapping, Sequence
+
 import tensorflow as tf
 
 # Groups of vectors whose spread and size are recorded.
@@ -41,8 +43,12 @@ def _mean_pairwise_cosine(vectors: tf.Tensor) -> tf.Tensor:
 class StudyRecorder:
   """Keeps the study metrics of the last recorded step, and per-worker selection counts."""
 
-  def __init__(self, nb_workers: int, nb_real_byz_workers: int, period: int, selects: bool):
+  def __init__(self, nb_workers: int, nb_real_byz_workers: int, period: int, selects: bool,
+               counters: Sequence[str] = ()):
+    """`counters`: the names of per-step values a pipeline passes to `record` besides the gradients
+    (e.g. a redundancy defence's distorted files), recorded with the metrics."""
     self.nb_workers = nb_workers
+    self.counters = tuple(counters)
     self.nb_real_byz_workers = nb_real_byz_workers
     self.period = period
     self.selects = selects
@@ -60,7 +66,7 @@ class StudyRecorder:
               "cosine/honest-defense", "cosine/sampled-honest", "cosine/honest-pairwise"]
     if self.nb_real_byz_workers:
       names.append("cosine/honest-attack")
-    return names
+    return names + list(self.counters)
 
   def create_state(self) -> None:
     """Creates the variables; the caller picks the scope (the parameter server, not mirrored)."""
@@ -74,11 +80,16 @@ class StudyRecorder:
                                         name="selection_counts")
 
   def record(self, sampled: tf.Tensor, submitted: tf.Tensor, aggregated: tf.Tensor,
-             selected: tf.Tensor | None, complete: bool = True) -> list[tf.Operation]:
+             selected: tf.Tensor | None, complete: bool = True,
+             counters: Mapping[str, tf.Tensor] | None = None) -> list[tf.Operation]:
     """Counts the step, and records the metrics on the study period; returns the ops to depend on.
 
+    `counters`: a value for each name given at construction, no more and no less.
     `complete=False` (rows missing on a cluster) counts the step and its selection, without the metrics.
     """
+    counters = dict(counters or {})
+    if set(counters) != set(self.counters):
+      raise ValueError(f"expected the study counters {sorted(self.counters)}, got {sorted(counters)}")
     step = self.step.assign_add(1)
     updates = [step]
     if selected is not None:
@@ -88,7 +99,7 @@ class StudyRecorder:
       return updates
 
     def compute():
-      metrics = self._metrics(sampled, submitted, aggregated)
+      metrics = {**self._metrics(sampled, submitted, aggregated), **counters}
       assigns = [self.values[name].assign(tf.cast(metrics[name], tf.float64)) for name in self.names]
       with tf.control_dependencies(assigns):
         return self.recorded_step.assign(step)

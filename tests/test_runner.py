@@ -518,6 +518,47 @@ def test_the_flag_tables_match_the_library():
   assert runner.PLACEMENTS == redundancy.names()
 
 
+def _approach(*args: str):
+  flags = runner.build_parser().parse_args(["--nb-workers", "15", *args])
+  runner.resolve_approach(flags)
+  return flags.redundancy, flags.byzantine_set, flags.aggregator
+
+
+def test_byzshield_approaches_set_the_placement_and_the_byzantine_set():
+  assert _approach() == (None, "worst", "average")
+  assert _approach("--approach", "mols", "--aggregator", "median") == ("mols", "worst", "median")
+  assert _approach("--approach", "rama_one")[:2] == ("ramanujan-1", "worst")
+  assert _approach("--approach", "rama_two")[:2] == ("ramanujan-2", "worst")
+  assert _approach("--approach", "draco-lite")[:2] == ("detox", "random")
+  assert _approach("--approach", "draco_lite_attack", "--byzantine-set", "benign")[:2] == ("detox", "benign")
+  assert _approach("--approach", "maj_vote") == ("detox", "random", "average")
+  assert _approach("--approach", "mols", "--byzantine-set", "random")[:2] == ("mols", "random")
+  assert _approach("--approach", "baseline", "--aggregator", "krum")[0] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--approach", "mols", "--redundancy", "detox"], "drop --redundancy detox"),
+    (["--approach", "maj_vote", "--aggregator", "krum"], "averages the voted files"),
+    (["--approach", "baseline", "--byzantine-set", "random"], "has none"),
+    (["--approach", "draco_lite_attack", "--byzantine-set", "random"], "worst, benign or whole-group"),
+])
+def test_contradicting_an_approach_is_a_usage_error(capsys, args, message):
+  with pytest.raises(SystemExit) as exit_info:
+    runner.run(["--experiment", "digits", "--nb-workers", "15", *args])
+  assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_redundancy_run_writes_the_distorted_files_in_the_study_file(capsys, tmp_path):
+  study = tmp_path / "study.tsv"
+  # DETOX with 9 workers in 3 groups of 3: the worst set of 2 takes the majority of one group.
+  _train(capsys, "--nb-workers", "9", "--replication", "3", "--approach", "draco_lite_attack",
+         "--nb-real-byz-workers", "2", "--attack", "constant", "--aggregator", "median", "--max-steps", "4",
+         "--study-period", "2", "--study-file", str(study), "--checkpoint-dir", "-")
+  header, *rows = study.read_text().splitlines()
+  column = header.lstrip("# ").split("\t").index("redundancy/distorted-files")
+  assert [float(row.split("\t")[column]) for row in rows] == [1.0, 1.0]
+
+
 def test_failure_during_training_saves_and_names_the_checkpoint(capsys, tmp_path, caplog, monkeypatch):
   checkpoints = tmp_path / "checkpoints"
 

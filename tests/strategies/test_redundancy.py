@@ -38,6 +38,14 @@ def test_the_worst_set_distorts_c_max_files_which_the_rule_sees_as_the_attack():
   np.testing.assert_allclose(aggregated, np.median(voted, axis=0), rtol=1e-6)
 
 
+def test_the_study_records_the_distorted_files_beside_the_metrics():
+  pipeline = RedundancyPipeline(MOLS, "krum", 3, "constant", attack_args={"value": 100.0}, study_period=1)
+  pipeline(GRADIENTS)
+  assert "redundancy/distorted-files" in pipeline.study.names and not pipeline.study.selects
+  assert pipeline.study.values["redundancy/distorted-files"].numpy() == 3.0
+  assert np.isfinite(pipeline.study.values["defense/norm"].numpy())
+
+
 def test_random_sets_are_drawn_each_step_and_fixed_ones_checked():
   pipeline = RedundancyPipeline(MOLS, "median", 5, "constant", byzantine_set="random", attack_args={"value": 9.0})
   counts = {int(pipeline.distorted_files.numpy()) for _ in range(12) if pipeline(GRADIENTS) is not None}
