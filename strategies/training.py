@@ -220,6 +220,9 @@ class Training:
     if config.transport not in ("grpc", "tf"):
       raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default) or 'tf'")
     self.in_graph = bool(config.workers) and config.transport == "tf"
+    if self.in_graph and config.redundancy:
+      raise ValueError("--redundancy runs over the gRPC transport (the default), not --transport tf: the parameter "
+                       "server votes on the copies that the worker processes send")
     if self.in_graph:
       # Before anything else runs: TensorFlow's context is rebuilt when it joins a cluster.
       from strategies.cluster import in_graph, spec  # pylint: disable=g-import-not-at-top
@@ -248,13 +251,16 @@ class Training:
       # Cluster mode: the workers clip, keep their momentum and attack in their own processes.
       self._check_cluster(rule)
       self.strategy = tf.distribute.get_strategy()
-      self.pipeline = GradientPipeline(
-          rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, None,
-          config.aggregator_args, momentum=0.0 if config.momentum_at == "worker" else config.momentum,
-          momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period)
+      if config.redundancy:
+        self.pipeline = self._redundancy_pipeline(rule, across_processes=True)
+      else:
+        self.pipeline = GradientPipeline(
+            rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, None,
+            config.aggregator_args, momentum=0.0 if config.momentum_at == "worker" else config.momentum,
+            momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period)
     elif config.redundancy:
-      self.strategy = self._redundant_strategy(rule)
-      self.pipeline = self.strategy.pipeline
+      self.pipeline = self._redundancy_pipeline(rule)
+      self.strategy = ByzantineStrategy(rule, self.pipeline.nb_workers, pipeline=self.pipeline)
     else:
       self.strategy = ByzantineStrategy(
           rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
@@ -283,24 +289,22 @@ class Training:
     if config.workers and not self.in_graph:
       self._start_pool()
 
-  def _redundant_strategy(self, rule: gars.Rule) -> ByzantineStrategy:
-    """DETOX or ByzShield: one replica per file, the vote and the rule across the files in the pipeline."""
+  def _redundancy_pipeline(self, rule: gars.Rule, across_processes: bool = False):
+    """DETOX or ByzShield: the files' gradients (locally, one replica per file), the vote and the rule across them."""
     from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
     from strategies.redundancy import RedundancyPipeline  # pylint: disable=g-import-not-at-top
     config = self.config
-    if config.workers:
-      raise ValueError("--redundancy runs in local mode only, for now")
     if config.label_flip or config.local_steps != 1:
       raise ValueError("--redundancy takes neither --label-flip nor --local-steps: the files' copies are voted on")
     placement = redundancy.get(config.redundancy, nb_workers=config.nb_workers, replication=config.replication,
                                **config.redundancy_args)
-    pipeline = RedundancyPipeline(
-        placement, rule, config.nb_real_byz_workers, config.attack, byzantine_set=config.byzantine_set,
-        byzantine_workers=config.byzantine_workers, buckets=config.buckets,
+    return RedundancyPipeline(
+        placement, rule, config.nb_real_byz_workers, None if across_processes else config.attack,
+        byzantine_set=config.byzantine_set, byzantine_workers=config.byzantine_workers, buckets=config.buckets,
         nb_decl_byz_workers=config.nb_decl_byz_workers or None, aggregator_args=config.aggregator_args,
         attack_args=config.attack_args, momentum=config.momentum, momentum_at=config.momentum_at,
-        dampening=config.dampening, clip=config.gradient_clip, study_period=config.study_period, seed=config.seed)
-    return ByzantineStrategy(rule, placement.nb_files, pipeline=pipeline)
+        dampening=config.dampening, clip=None if across_processes else config.gradient_clip,
+        study_period=config.study_period, seed=config.seed, across_processes=across_processes)
 
   @property
   def nb_replicas(self) -> int:
@@ -323,6 +327,9 @@ class Training:
                        "processes: start those workers with `deploy.py ... --attack NAME`, and give this parameter "
                        "server --nb-real-byz-workers for the study only")
     from strategies.cluster import quorum  # pylint: disable=g-import-not-at-top
+    if config.redundancy:
+      self.tolerated_missing = None  # each step: whether the rule holds on the files of which a copy came
+      return
     self.tolerated_missing = quorum.tolerated_missing(rule, config.aggregator, config.nb_workers,
                                                       config.nb_decl_byz_workers, config.aggregator_args)
     logging.info("A step goes on without up to %d absent worker(s) (deadline %g s, %g s for the first step)",
@@ -341,7 +348,10 @@ class Training:
         "l1_regularize": config.l1_regularize, "l2_regularize": config.l2_regularize,
         "gradient_clip": config.gradient_clip, "momentum": config.momentum, "dampening": config.dampening,
         "momentum_at": config.momentum_at, "dimension": self.dimension, "local_steps": config.local_steps,
-        "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args})
+        "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args,
+        "redundancy": {"placement": config.redundancy, "replication": config.replication,
+                       "args": config.redundancy_args, "file_f": self.pipeline.file_f} if config.redundancy else None},
+        files_per_worker=self.pipeline.files_per_worker if config.redundancy else 1)
 
   def _restore(self, learning_rate: Any) -> None:
     """Sets up the checkpoint and resumes from the latest one in the checkpoint directory, if any."""
@@ -456,7 +466,10 @@ class Training:
     config, model, optimizer, pipeline, pool = self.config, self.model, self.optimizer, self.pipeline, self.pool
     variables = model.trainable_variables
     sizes = [int(np.prod(v.shape)) for v in variables]
-    honest = config.nb_workers - config.nb_real_byz_workers
+    # The workers whose loss is the model's: all but the Byzantine ones (a redundancy defence's study set).
+    byzantine = (set(pipeline.byzantine_workers or ()) if config.redundancy
+                 else set(range(config.nb_workers - config.nb_real_byz_workers, config.nb_workers)))
+    honest = [i for i in range(config.nb_workers) if i not in byzantine]
     first = [True]
 
     @tf.function
@@ -472,11 +485,15 @@ class Training:
       gathered = pool.compute(step, weights, config.start_timeout if first[0] else None)
       first[0] = False
       missing = gathered.missing
-      quorum.require(missing, self.tolerated_missing, step, pool.describe, config.aggregator, config.nb_workers,
-                     config.nb_decl_byz_workers)
+      if config.redundancy:
+        quorum.require_files(missing, pipeline.files_lost(gathered.present), step, pool.describe, pipeline.rule,
+                             config.aggregator, pipeline.placement.nb_files, pipeline.file_f, config.aggregator_args)
+      else:
+        quorum.require(missing, self.tolerated_missing, step, pool.describe, config.aggregator, config.nb_workers,
+                       config.nb_decl_byz_workers)
       present = tuple(bool(here) for here in gathered.present)
       apply(tf.constant(gathered.rows), present if missing else None)
-      answered = [i for i in range(honest) if gathered.present[i]]
+      answered = [i for i in honest if gathered.present[i]]
       return (float(np.mean(gathered.losses[answered])) if answered else math.nan,
               float(np.mean(gathered.accuracies[answered])) if answered else math.nan)
 

@@ -44,13 +44,19 @@ def aggregate(file_gradients: tf.Tensor, copy_mask: tf.Tensor, attack_vector: tf
   order: a permutation of the F files for the buckets.
   """
   copies = tf.where(copy_mask[:, :, None], attack_vector[None, None, :], file_gradients[:, None, :])
-  voted, _ = majority_vote(copies)
   distorted = tf.reduce_sum(tf.cast(copy_mask, tf.int32), axis=1) >= copy_mask.shape[1] // 2 + 1
+  aggregated, voted = vote_and_aggregate(copies, rule, f, rule_args, buckets, order)
+  return aggregated, voted, distorted
+
+
+def vote_and_aggregate(copies: tf.Tensor, rule: gars.Rule, f: int, rule_args: Mapping[str, Any] | None = None,
+                       buckets: int | None = None, order: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+  """(aggregated (d,), voted (F, d)): the vote on each file's (r, d) copies, the buckets, then the rule."""
+  voted, _ = majority_vote(copies)
   rows = voted
   if buckets:
     files = voted.shape[0]
     order = tf.range(files) if order is None else order
     # Bucket b averages the files order[b], order[b + B], ...: each file in one bucket, sizes differing by 1.
-    segments = tf.math.unsorted_segment_mean(tf.gather(voted, order), tf.range(files) % buckets, buckets)
-    rows = segments
-  return rule.aggregate(rows, f, **dict(rule_args or {})), voted, distorted
+    rows = tf.math.unsorted_segment_mean(tf.gather(voted, order), tf.range(files) % buckets, buckets)
+  return rule.aggregate(rows, f, **dict(rule_args or {})), voted

@@ -58,6 +58,7 @@ class WorkerPool:
     self._compute: list[Any] = []
     self.nb_workers = len(self.addresses)
     self.dimension: int | None = None
+    self.row_dimension: int | None = None  # the dimension times the files a worker computes (redundancy)
     self._job: dict[str, Any] | None = None
     self.present = np.ones(self.nb_workers, bool)
     self._reconfiguring: dict[int, grpc.Future] = {}
@@ -67,14 +68,16 @@ class WorkerPool:
   def describe(self, index: int) -> str:
     return f"worker {index} at {self.addresses[index]}"
 
-  def configure(self, job: Mapping[str, Any], largest_request: int | None = None) -> None:
+  def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1) -> None:
     """Sends each worker its job (all at once); every worker must accept it within the start timeout.
 
     `largest_request`: the size of the largest step message (default: a weights message).
+    `files_per_worker`: with a redundancy defence, each worker's row is that many gradients end to end.
     """
     self._job = dict(job)
     self.dimension = int(job["dimension"])
-    self._connect(wire.row_size(self.dimension), largest_request or wire.weights_size(self.dimension))
+    self.row_dimension = self.dimension * files_per_worker
+    self._connect(wire.row_size(self.row_dimension), largest_request or wire.weights_size(self.dimension))
     calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
     problems = []
     for index, call in enumerate(calls):
@@ -134,7 +137,7 @@ class WorkerPool:
     started = time.monotonic()
     calls = {i: self._compute[i].future(requests[i], timeout=timeout) for i in range(self.nb_workers)
              if i not in self._reconfiguring}
-    n, d = self.nb_workers, self.dimension
+    n, d = self.nb_workers, self.row_dimension
     result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
     # Wait for the present workers; the absent ones count only if they are in by then.
     for index, call in calls.items():
@@ -169,7 +172,7 @@ class WorkerPool:
       self.failures[(index, "deadline")] += 1
       return False
     try:
-      row, loss, accuracy = wire.decode_row(answer, step, self.dimension)
+      row, loss, accuracy = wire.decode_row(answer, step, self.row_dimension)
     except wire.RefusedMessage as error:
       self.refused[(index, error.reason)] += 1
       logging.warning("Refused the row of %s for step %d: %s", self.describe(index), step, error)

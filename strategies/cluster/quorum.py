@@ -45,3 +45,17 @@ def require(missing: list[int], tolerated: int, step: int, describe, name: str, 
   if missing:
     logging.log_every_n_seconds(logging.WARNING, "Step %d goes on without %s", 10, step,
                                 ", ".join(describe(i) for i in missing))
+
+
+def require_files(missing: list[int], lost: list[int], step: int, describe, rule: gars.Rule, name: str,
+                  nb_files: int, f: int, args: Mapping[str, Any]) -> None:
+  """With a redundancy defence: raises `ClusterError` if `rule` fails on the files of which a copy came."""
+  if lost and not holds(rule, nb_files - len(lost), f, args):
+    raise ClusterError(
+        f"step {step}: no copy of {len(lost)} of the {nb_files} files came by the deadline (absent: "
+        f"{'; '.join(describe(i) for i in missing)}), and {name} with f={f} does not hold on the "
+        f"{nb_files - len(lost)} left: training stops here (restart the workers, then rerun to resume from the "
+        "checkpoint)")
+  if missing:
+    logging.log_every_n_seconds(logging.WARNING, "Step %d goes on without %s (%d file(s) lost)", 10, step,
+                                ", ".join(describe(i) for i in missing), len(lost))

@@ -13,6 +13,12 @@ worker: it builds its row from what it can see, its own gradients. It computes
 `nb_workers - nb_real_byz_workers` gradients on as many of its own minibatches,
 stands them for the honest ones (the attacks' mean and spread), and sends the
 attack's vector.
+
+With a redundancy defence (DETOX, ByzShield) in the job, a worker computes
+the files the placement gives it, file j being slice j of the F slices of
+the global batch (as in local mode), and sends their gradients end to end; a
+Byzantine one sends its attack's vector (against the rule across the F files)
+for each of its copies.
 """
 
 from __future__ import annotations
@@ -50,9 +56,12 @@ JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # named, evaluated at the step) and sends its model's change divided by that rate, as in local mode.
     "experiment": {**COMMON_FIELDS, "experiment": str, "experiment_args": dict, "label_flip": bool,
                    "l1_regularize": (int, float), "l2_regularize": (int, float), "local_steps": int,
-                   "learning_rate": str, "learning_rate_args": dict},
+                   "learning_rate": str, "learning_rate_args": dict, "redundancy": (dict, type(None))},
     # keras_fit: a Keras model's configuration (JSON data, deserialized in safe mode) and its loss; the data
     # come with each step, in these per-example shapes and dtypes, at most max_examples at a time.
+    # With "redundancy" ({"placement", "replication", "args", "file_f"}: DETOX or ByzShield), the worker computes
+    # the files the placement gives it, file j being slice j of F of the global batch as in local mode, and sends
+    # their gradients end to end; a Byzantine one sends the attack's vector for each.
     "keras": {**COMMON_FIELDS, "model": str, "loss": (str, dict), "x_shape": list, "x_dtype": str, "y_shape": list,
               "y_dtype": str, "max_examples": int},
 }
@@ -74,6 +83,22 @@ def check_job(job: Any) -> dict[str, Any]:
   if not 0 <= job["worker"] < job["nb_workers"]:
     raise ValueError(f"job: worker {job['worker']} out of range for {job['nb_workers']} workers")
   return job
+
+
+class BatchStream:
+  """An iterator over a dataset's batches that knows its position, rebuilt when asked for another (a resumed run)."""
+
+  def __init__(self, dataset: tf.data.Dataset):
+    self.dataset = dataset
+    self._iterator = None
+    self._position = -1  # the index of the batch the iterator gives next
+
+  def at(self, position: int, count: int):
+    """The iterator at batch `position`, which the caller advances by `count`."""
+    if self._iterator is None or position != self._position:
+      self._iterator = iter(self.dataset.skip(position))
+    self._position = position + count
+    return self._iterator
 
 
 class WorkerJob:
@@ -99,14 +124,15 @@ class WorkerJob:
     self.batch_size = self.experiment.args["batch-size"]
     self.index = index
     flipped = range(n - job["nb_real_byz_workers"], n) if job["label_flip"] else ()
-    self._dataset = self.experiment.worker_dataset(n, index, flipped_workers=flipped, seed=job["seed"])
-    self._iterator = None
-    self._position = -1  # the index of the batch the iterator gives next
+    self._own = BatchStream(self.experiment.worker_dataset(n, index, flipped_workers=flipped, seed=job["seed"]))
     if job["local_steps"] < 1:
       raise ValueError(f"job: local_steps must be >= 1, got {job['local_steps']}")
     self.local_steps = job["local_steps"]
     self._schedule = schedules.build(job["learning_rate"], job["learning_rate_args"])
-    self.attack = real_attack.RealAttack(job, attack, attack_args) if attack else None
+    self.files, self._streams, attack_view = (), [self._own], {}
+    if job["redundancy"] is not None:
+      self.files, self._streams, attack_view = self._redundancy(job)
+    self.attack = real_attack.RealAttack(job, attack, attack_args, **attack_view) if attack else None
     weight_indices = training.penalised_indices(self.model)
     l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
     clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
@@ -152,16 +178,23 @@ class WorkerJob:
     self._gradient = tf.function(gradient)
     self._honest_row = honest_row
 
-  def _iterator_at(self, position: int, count: int):
-    """The iterator over this worker's slices of the global batches, at batch `position`, which the caller
-    advances by `count` (it is rebuilt when the position jumps, e.g. on a resumed run)."""
-    if self._iterator is None or position != self._position:
-      self._iterator = iter(self._dataset.skip(position))
-    self._position = position + count
-    return self._iterator
+  def _redundancy(self, job: Mapping[str, Any]) -> tuple[tuple[int, ...], list[BatchStream], dict[str, int]]:
+    """This worker's files, their batch streams, and the attack's view: the rule across the F files, f of them."""
+    from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
+    settings = job["redundancy"]
+    if sorted(settings) != ["args", "file_f", "placement", "replication"]:
+      raise ValueError(f"job field redundancy: expected placement, replication, args and file_f, got {sorted(settings)}")
+    if job["label_flip"] or job["local_steps"] != 1:
+      raise ValueError("job: a redundancy defence takes neither label_flip nor local_steps > 1")
+    placement = redundancy.get(settings["placement"], nb_workers=job["nb_workers"],
+                               replication=settings["replication"], **settings["args"])
+    files = placement.files_of(self.index)
+    streams = [BatchStream(self.experiment.worker_dataset(placement.nb_files, file, seed=job["seed"]))
+               for file in files]
+    return files, streams, {"nb_rows": placement.nb_files, "nb_byzantine": 1, "nb_declared": settings["file_f"]}
 
   def _batch(self, position: int):
-    return next(self._iterator_at(position, 1))
+    return next(self._own.at(position, 1))
 
   def learning_rate(self, step: int) -> float:
     """The parameter server's learning rate at `step` (its optimizer steps once per step)."""
@@ -175,10 +208,17 @@ class WorkerJob:
   def compute(self, step: int, weights: np.ndarray) -> tuple[np.ndarray, float, float]:
     """The row this worker sends for step `step`, and its loss and accuracy."""
     if self.attack is not None:
-      return self._attack(step, tf.constant(weights))
-    iterator = self._iterator_at(step * self.local_steps, self.local_steps)
-    row, loss, accuracy = self._honest_row(weights, iterator, tf.constant(self.learning_rate(step), tf.float32))
-    return row.numpy(), float(loss), float(accuracy)
+      row, loss, accuracy = self._attack(step, tf.constant(weights))
+      return np.tile(row, len(self._streams)), loss, accuracy  # one vector for all its copies
+    rows, losses, accuracies = [], [], []
+    learning_rate = tf.constant(self.learning_rate(step), tf.float32)
+    for stream in self._streams:
+      row, loss, accuracy = self._honest_row(weights, stream.at(step * self.local_steps, self.local_steps),
+                                             learning_rate)
+      rows.append(row.numpy())
+      losses.append(float(loss))
+      accuracies.append(float(accuracy))
+    return np.concatenate(rows) if len(rows) > 1 else rows[0], float(np.mean(losses)), float(np.mean(accuracies))
 
   def _attack(self, step: int, weights: tf.Tensor) -> tuple[np.ndarray, float, float]:
     count = self.attack.nb_estimates
