@@ -32,6 +32,7 @@ from absl import logging  # pylint: disable=g-import-not-at-top
 OPTIMIZERS = ["adadelta", "adagrad", "adam", "adamax", "adamw", "ftrl", "lion", "nadam", "rmsprop", "sgd"]
 SCHEDULES = ["cosine", "exponential", "fixed", "inverse-time", "polynomial"]
 PLACEMENTS = ["detox", "mols", "ramanujan-1", "ramanujan-2"]  # aggregathor.redundancy's, listed here for --help
+COMPRESSORS = ["2bit", "adacomp", "topk"]  # aggregathor.compression's
 BYZANTINE_SETS = ["worst", "random", "fixed", "benign", "whole-group"]  # strategies.redundancy's
 # ByzShield's --approach (kkonstantinidis/ByzShield, src/util.py): the placement (None: no redundancy), the
 # Byzantine set by default, and the rule it forces across the voted files (None: --aggregator). Its
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --byzantine-set fixed: the Byzantine workers, 0-indexed")
   group.add_argument("--buckets", type=int, default=None,
                      help="average the voted files in this many buckets before the rule (ByzShield's --bucket-size)")
+  group = parser.add_argument_group("gradient compression (see aggregathor.compression)")
+  group.add_argument("--compression", default=None, choices=COMPRESSORS,
+                     help="each worker sends this compressor's payload (adacomp: Hardy et al.'s per-variable top-k; "
+                     "topk: top-k with error feedback; 2bit: MXNet's 2-bit quantisation), decoded before the rule")
+  group.add_argument("--compression-args", nargs="*", default=[], metavar="KEY:VALUE",
+                     help="arguments of the compressor, e.g. compression_rate:0.01, ratio:0.01 error_feedback:false, "
+                     "threshold:0.5")
   group = parser.add_argument_group("optimisation")
   group.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="Keras optimizer to use")
   group.add_argument("--optimizer-args", **pairs, help="additional arguments of the Keras optimizer, dashed, "
@@ -361,6 +369,16 @@ def select_devices(flags: argparse.Namespace) -> bool:
   return use_gpu
 
 
+def compression_args(flags: argparse.Namespace) -> dict[str, Any]:
+  """--compression-args, typed by the compressor's defaults."""
+  if not flags.compression:
+    if flags.compression_args:
+      raise ValueError("--compression-args given without --compression")
+    return {}
+  from aggregathor import compression  # pylint: disable=g-import-not-at-top
+  return typed_args(compression.params(flags.compression), flags.compression_args, "--compression-args")
+
+
 def build_training(flags: argparse.Namespace):
   """Flags -> `strategies.training.TrainingConfig` -> a `Training`, ready to run."""
   logging.set_verbosity(logging.INFO)
@@ -411,7 +429,8 @@ def build_training(flags: argparse.Namespace):
       cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name,
       redundancy=flags.redundancy, redundancy_args=literal_pairs(flags.redundancy_args),
       replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,
-      buckets=flags.buckets)
+      buckets=flags.buckets, compression=flags.compression,
+      compression_args=compression_args(flags))
   return training.Training(config)
 
 

@@ -3,7 +3,9 @@
 Honest gradient clipping, momentum at the workers, at the server per worker, or
 at the update (El-Mhamdi, Guerraoui, Rouault, "Distributed Momentum for
 Byzantine-resilient Stochastic Gradient Descent", ICLR 2021), simulated
-Byzantine workers, the robust rule, and the per-step study metrics. It works on
+Byzantine workers, gradient compression (`compress_with`: what the workers send
+and the server decodes, see `aggregathor.compression`), the robust rule, and the
+per-step study metrics. It works on
 the (n, d) matrix alone, so the same code serves the local strategy and a
 parameter server on a cluster.
 """
@@ -19,6 +21,7 @@ from aggregathor import attacks, gars
 from strategies.study import StudyRecorder
 
 MOMENTUM_PLACES = ("update", "worker", "server")
+BYTES_PER_WORKER = "compression/bytes-per-worker"  # the study's column with a compressor
 
 
 class GradientPipeline:
@@ -73,6 +76,22 @@ class GradientPipeline:
     self.study = StudyRecorder(nb_workers, nb_real_byz_workers, study_period, selects=self.rule.selects)
     self._worker_momentum: tf.Variable | None = None
     self._update_momentum: tf.Variable | None = None
+    self.compressor = None
+    self._compression_state: dict[str, tf.Variable] = {}
+
+  def compress_with(self, compressor) -> None:
+    """Every worker sends `compressor`'s payload (an `aggregathor.compression.Compressor`), before `build`.
+
+    The honest rows are encoded with each worker's state (its residual) and
+    decoded; the attack sees those decoded rows, as the wire carries them, and
+    its vectors go through the compressor too (a Byzantine worker must fit the
+    payload's format). The rule sees the decoded rows, unsent coordinates 0.
+    """
+    if self._update_momentum is not None:
+      raise ValueError("compress_with must come before the pipeline is built")
+    self.compressor = compressor
+    self.study = StudyRecorder(self.nb_workers, self.nb_real_byz_workers, self.study.period, self.study.selects,
+                               counters=(BYTES_PER_WORKER,))
 
   @property
   def nb_honest(self) -> int:
@@ -107,12 +126,19 @@ class GradientPipeline:
     if self.momentum and self.momentum_at == "worker":
       gradients = self._accumulate(self._worker_momentum, gradients)
     honest = gradients[:h]
+    if self.compressor is not None:
+      if present is not None:
+        raise ValueError("compression runs in local mode only, for now")
+      honest = self._compress(honest, 0)
     if self.attack is not None and self.nb_real_byz_workers:
       byzantine = self.attack(honest, self.nb_real_byz_workers, self.nb_decl_byz_workers, gar=self.rule,
                               **self.attack_args)
-      submitted = tf.concat([honest, tf.cast(byzantine, honest.dtype)], axis=0)
+      byzantine = tf.cast(byzantine, honest.dtype)
     else:
-      submitted = gradients
+      byzantine = gradients[h:]
+    if self.compressor is not None and self.nb_real_byz_workers:
+      byzantine = self._compress(byzantine, h)
+    submitted = tf.concat([honest, byzantine], axis=0) if self.nb_real_byz_workers else honest
     received = submitted
     if self.momentum and self.momentum_at == "server":
       received = self._accumulate(self._worker_momentum, submitted, present)
@@ -128,10 +154,22 @@ class GradientPipeline:
     applied = aggregated
     if self.momentum and self.momentum_at == "update":
       applied = self._accumulate(self._update_momentum, aggregated)
+    counters = {}
+    if self.compressor is not None:
+      counters[BYTES_PER_WORKER] = tf.constant(float(self.compressor.payload_bytes), tf.float64)
     record = self.study.record(sampled=sampled[:h], submitted=submitted, aggregated=aggregated, selected=selected,
-                               complete=present is None)
+                               complete=present is None, counters=counters)
     with tf.control_dependencies(record):
       return tf.identity(applied)
+
+  def _compress(self, rows: tf.Tensor, first: int) -> tf.Tensor:
+    """What the parameter server decodes of rows first, first + 1, ...; their compressor state is updated."""
+    stop = first + rows.shape[0]
+    state = {name: variable[first:stop] for name, variable in self._compression_state.items()}
+    payload, state = self.compressor.encode(rows, state)
+    updates = [self._compression_state[name][first:stop].assign(value) for name, value in state.items()]
+    with tf.control_dependencies(updates):
+      return tf.cast(self.compressor.decode(payload), rows.dtype)
 
   def _accumulate(self, buffer: tf.Variable, values: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
     """m <- momentum * m + (1 - dampening) * values, returning the new m (rows of absent workers kept)."""
@@ -157,6 +195,11 @@ class GradientPipeline:
       self._worker_momentum = tf.Variable(tf.zeros([rows, d], dtype), trainable=False, name="worker_momentum")
       self.study.create_state()
       self.rule.build(d, dtype)
+      if self.compressor is not None:
+        if self.compressor.dimension != d:
+          raise ValueError(f"the compressor is for {self.compressor.dimension} coordinates, the gradients have {d}")
+        self._compression_state = {name: tf.Variable(value, trainable=False, name=f"compression_{name}")
+                                   for name, value in self.compressor.init_state(self.nb_workers).items()}
 
   def variables(self) -> dict[str, tf.Variable]:
     """The state to checkpoint (after `build`), by name."""
@@ -166,6 +209,7 @@ class GradientPipeline:
              "step": self.study.step, "selection_counts": self.study.selection_counts}
     # Names usable as checkpoint attributes: a chain's "centered-clipping.center" -> "rule_centered_clipping_center".
     state.update({"rule_" + re.sub(r"\W", "_", name): variable for name, variable in self.rule.variables().items()})
+    state.update({"compression_" + name: variable for name, variable in self._compression_state.items()})
     return state
 
 

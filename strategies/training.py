@@ -105,6 +105,9 @@ class TrainingConfig:
   byzantine_set: str = "worst"
   byzantine_workers: list[int] | None = None
   buckets: int | None = None
+  # Gradient compression (see aggregathor.compression): the compressor's name and arguments (None: none).
+  compression: str | None = None
+  compression_args: dict[str, Any] = dataclasses.field(default_factory=dict)
   ps_job: str = "ps"
   worker_job: str = "workers"
 
@@ -220,6 +223,9 @@ class Training:
     if config.transport not in ("grpc", "tf"):
       raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default) or 'tf'")
     self.in_graph = bool(config.workers) and config.transport == "tf"
+    if config.compression and (config.workers or config.redundancy):
+      raise ValueError("--compression runs in local mode without --redundancy, for now: the simulated workers "
+                       "compress, and the parameter server decodes before the rule")
     if self.in_graph and config.redundancy:
       raise ValueError("--redundancy runs over the gRPC transport (the default), not --transport tf: the parameter "
                        "server votes on the copies that the worker processes send")
@@ -282,6 +288,16 @@ class Training:
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     self.dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+    self.sent_bytes_per_step = 4 * self.dimension * self.nb_replicas  # float32 rows, uncompressed
+    if config.compression:
+      from aggregathor import compression  # pylint: disable=g-import-not-at-top
+      sizes = [int(np.prod(v.shape)) for v in self.model.trainable_variables]
+      compressor = compression.get(config.compression, self.dimension, sizes, **config.compression_args)
+      self.pipeline.compress_with(compressor)
+      self.sent_bytes_per_step = compressor.payload_bytes * self.nb_replicas
+      logging.info("Compression %s: %d bytes a worker a step, %.1fx less than the %d of a float32 row",
+                   compressor.name, compressor.payload_bytes, 4 * self.dimension / compressor.payload_bytes,
+                   4 * self.dimension)
     self.pipeline.build(self.dimension, tf.float32)
     self._restore(learning_rate)
     self._test_dataset = experiment.test_dataset()
@@ -651,6 +667,9 @@ class Training:
             tf.summary.scalar("train/steps-per-second", trained_steps / max(time.monotonic() - started, 1e-9))
             if config.redundancy:
               tf.summary.scalar("redundancy/distorted-files", int(self.pipeline.distorted_files.numpy()))
+            tf.summary.scalar("train/bytes-sent", current * self.sent_bytes_per_step,
+                              description="What the workers sent in all, to this step: their rows, or with "
+                                          "--compression their payloads")
         if evaluation_trigger(current) and current < end_step:
           record_evaluation(current)
         if checkpoint_trigger(current):
@@ -705,6 +724,10 @@ class Training:
                     f"{WARMUP_STEPS})")
         print(f"Trained {trained_steps} steps in {elapsed:.1f} s: {trained_steps / elapsed:.2f} steps/s{steady}",
               flush=True)
+        if config.compression:
+          print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of compressed gradients "
+                f"({4 * self.dimension * self.nb_replicas / self.sent_bytes_per_step:.1f}x less than float32 rows)",
+                flush=True)
     return status
 
   def _report_failure(self, error: BaseException, at_step: int, save) -> None:

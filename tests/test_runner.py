@@ -516,6 +516,8 @@ def test_the_flag_tables_match_the_library():
   assert runner.OPTIMIZERS == sorted(training.OPTIMIZERS) and runner.SCHEDULES == schedules.names()
   from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
   assert runner.PLACEMENTS == redundancy.names()
+  from aggregathor import compression  # pylint: disable=g-import-not-at-top
+  assert runner.COMPRESSORS == compression.names()
 
 
 def _approach(*args: str):
@@ -597,3 +599,24 @@ def test_aggregathor_local_command_line(capsys, shared_data):
                        "--summary-delta", "-1", "--no-wait"])
   assert status == 0, capsys.readouterr().err[-3000:]
   assert "Trained 3 steps" in capsys.readouterr().out
+
+
+def test_compression_counts_the_bytes_sent_in_the_study_and_in_the_output(capsys, tmp_path):
+  study = tmp_path / "study.tsv"
+  out = _train(capsys, "--nb-workers", "3", "--compression", "adacomp", "--compression-args", "compression_rate:0.1",
+               "--max-steps", "4", "--study-period", "2", "--study-file", str(study), "--checkpoint-dir", "-")
+  header, *rows = study.read_text().splitlines()
+  column = header.lstrip("# ").split("\t").index("compression/bytes-per-worker")
+  sent = {float(row.split("\t")[column]) for row in rows}
+  assert len(rows) == 2 and sent == {6008.0}  # 751 (index, value) pairs: 10% of each variable, 5x less
+  assert re.search(r"Sent \d+\.\d{3} MB of compressed gradients \(5\.0x less than float32 rows\)", out), out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--compression-args", "ratio:0.1"], "--compression-args given without --compression"),
+    (["--compression", "topk", "--compression-args", "rate:0.1"], "unknown"),
+    (["--compression", "topk", "--redundancy", "detox", "--nb-workers", "3"], "local mode without --redundancy"),
+])
+def test_bad_compression_flags_are_refused(capsys, args, message):
+  status, _, err = _run(capsys, "--max-steps", "1", *args)
+  assert status == 2 and message in err, err

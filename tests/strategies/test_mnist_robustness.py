@@ -46,3 +46,25 @@ def test_average_is_derailed(mnist, attack):
 @pytest.mark.parametrize("aggregator", ["krum", "median", "bulyan"])
 def test_robust_rules_keep_learning(mnist, aggregator, attack):
   assert _accuracy_after_training(mnist, aggregator, attack) > 0.8
+
+
+
+@pytest.mark.parametrize("aggregator, attack, floor", [("average", None, 0.8), ("median", "little", 0.35)])
+def test_adacomp_at_one_percent_keeps_learning(mnist, aggregator, attack, floor):
+  # Hardy et al.'s rate c = 0.01: each worker sends 1% of each variable's entries. The average (AdaComp's own
+  # setting) learns; median under attack learns slower, as a coordinate most workers left out is 0 to it.
+  from aggregathor import compression  # pylint: disable=import-outside-toplevel
+  keras.utils.set_random_seed(1)
+  f = F if attack else 0
+  pipeline = strategies.GradientPipeline(aggregator, NB_WORKERS, f, f, attack, attack_args=ATTACKS.get(attack))
+  strategy = strategies.ByzantineStrategy(aggregator, NB_WORKERS, pipeline=pipeline)
+  with strategy.scope():
+    model = mnist.build_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss=mnist.loss(), metrics=mnist.metrics())
+  sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+  pipeline.compress_with(compression.get("adacomp", sum(sizes), sizes, compression_rate=0.01))
+  model.fit(mnist.train_dataset(NB_WORKERS, seed=1), steps_per_epoch=2 * STEPS, epochs=1, verbose=0)
+  data = mnist.load()
+  logits = model.predict(data.x_test[:2000].astype(np.float32) / 255.0, batch_size=500, verbose=0)
+  accuracy = float(np.mean(np.argmax(logits, axis=1) == data.y_test[:2000]))
+  assert accuracy > floor

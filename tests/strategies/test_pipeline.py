@@ -307,3 +307,34 @@ def test_variables_hold_the_rule_state():
   stateless = GradientPipeline("krum", 5, 1)
   stateless.build(4)
   assert not [name for name in stateless.variables() if name.startswith("rule_")]
+
+
+@pytest.mark.parametrize("mode", ("eager", "function"))
+def test_compressed_rows_reach_the_rule_and_the_residuals_persist(mode):
+  from aggregathor import compression  # pylint: disable=import-outside-toplevel
+  pipeline = GradientPipeline("average", 3, study_period=1)
+  pipeline.compress_with(compression.get("topk", 4, ratio=0.25))  # each worker sends its largest coordinate
+  run = runner(pipeline, mode)
+  rows = np.array([[4.0, 1, 0, 0], [0, -2, 1.5, 0], [0, 0, 0, 3]])
+  np.testing.assert_allclose(run(rows, tf.float32), [4 / 3, -2 / 3, 0, 1])
+  residual = pipeline.variables()["compression_residual"].numpy()
+  np.testing.assert_allclose(residual, [[0, 1, 0, 0], [0, 0, 1.5, 0], [0, 0, 0, 0]])
+  np.testing.assert_allclose(run(np.zeros((3, 4)), tf.float32), [0, 1 / 3, 0.5, 0])  # the residuals, sent next
+  assert study(pipeline)["compression/bytes-per-worker"] == 8.0
+
+
+def test_the_attack_sees_the_compressed_rows_and_is_compressed_too():
+  from aggregathor import compression  # pylint: disable=import-outside-toplevel
+  pipeline = GradientPipeline("average", 3, 0, 1, "empire", attack_args={"factor": 2.0})
+  pipeline.compress_with(compression.get("topk", 4, ratio=0.25, error_feedback=False))
+  rows = np.array([[4.0, 1, 0, 0], [2.0, 3, 0, 0], [9.0, 9, 9, 9]])
+  # Honest rows sent: [4,0,0,0] and [0,3,0,0]; mean [2,1.5,0,0]; empire -2·mean = [-4,-3,0,0], sent as [-4,0,0,0].
+  np.testing.assert_allclose(pipeline(tf.constant(rows, tf.float32)).numpy(), [0, 1, 0, 0], atol=1e-6)
+
+
+def test_compress_with_comes_before_the_state_is_built():
+  from aggregathor import compression  # pylint: disable=import-outside-toplevel
+  pipeline = GradientPipeline("average", 2)
+  pipeline.build(4)
+  with pytest.raises(ValueError, match="before the pipeline is built"):
+    pipeline.compress_with(compression.get("topk", 4))
