@@ -107,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--compression-args", nargs="*", default=[], metavar="KEY:VALUE",
                      help="arguments of the compressor, e.g. compression_rate:0.01, ratio:0.01 error_feedback:false, "
                      "threshold:0.5")
+  group.add_argument("--asynchronous", action="store_true",
+                     help="AdaComp's asynchronous parameter server: each worker's gradient, computed on the "
+                     "weights it fetched, is applied alone as it arrives, each coordinate divided by its "
+                     "staleness; the workers' compute times are simulated (see --delay-spread)")
+  group.add_argument("--delay-spread", type=float, default=1.0,
+                     help="with --asynchronous: worker i's mean compute time is 1 + spread·i/(n-1)")
   group = parser.add_argument_group("optimisation")
   group.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="Keras optimizer to use")
   group.add_argument("--optimizer-args", **pairs, help="additional arguments of the Keras optimizer, dashed, "
@@ -430,7 +436,7 @@ def build_training(flags: argparse.Namespace):
       redundancy=flags.redundancy, redundancy_args=literal_pairs(flags.redundancy_args),
       replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,
       buckets=flags.buckets, compression=flags.compression,
-      compression_args=compression_args(flags))
+      compression_args=compression_args(flags), asynchronous=flags.asynchronous, delay_spread=flags.delay_spread)
   return training.Training(config)
 
 

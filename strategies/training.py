@@ -108,6 +108,11 @@ class TrainingConfig:
   # Gradient compression (see aggregathor.compression): the compressor's name and arguments (None: none).
   compression: str | None = None
   compression_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # AdaComp's asynchronous parameter server (see strategies.asynchronous): each worker's gradient applied as it
+  # arrives, on the weights it fetched, divided per coordinate by its staleness; the workers' simulated compute
+  # times spread from mean 1 (worker 0) to 1 + delay_spread (the last).
+  asynchronous: bool = False
+  delay_spread: float = 1.0
   ps_job: str = "ps"
   worker_job: str = "workers"
 
@@ -223,6 +228,15 @@ class Training:
     if config.transport not in ("grpc", "tf"):
       raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default) or 'tf'")
     self.in_graph = bool(config.workers) and config.transport == "tf"
+    if config.asynchronous:
+      problems = [flag for flag, used in (
+          ("--server", config.workers), ("--redundancy", config.redundancy), ("--attack", config.attack),
+          ("--label-flip", config.label_flip), ("--local-steps", config.local_steps != 1),
+          ("--study-period", config.study_period), ("--momentum", config.momentum),
+          ("--aggregator", config.aggregator != "average")) if used]
+      if problems:
+        raise ValueError(f"--asynchronous applies each worker's gradient alone as it arrives, in local mode: drop "
+                         f"{', '.join(problems)} (there is no rule across workers to defend or study)")
     if config.compression and (config.workers or config.redundancy):
       raise ValueError("--compression runs in local mode without --redundancy, for now: the simulated workers "
                        "compress, and the parameter server decodes before the rule")
@@ -288,17 +302,26 @@ class Training:
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
     self.dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
-    self.sent_bytes_per_step = 4 * self.dimension * self.nb_replicas  # float32 rows, uncompressed
+    senders = 1 if config.asynchronous else self.nb_replicas  # asynchronous: one worker's gradient a step
+    self.float_bytes_per_step = 4 * self.dimension * senders  # float32 rows, uncompressed
+    self.sent_bytes_per_step = self.float_bytes_per_step
+    compressor = None
     if config.compression:
       from aggregathor import compression  # pylint: disable=g-import-not-at-top
       sizes = [int(np.prod(v.shape)) for v in self.model.trainable_variables]
       compressor = compression.get(config.compression, self.dimension, sizes, **config.compression_args)
-      self.pipeline.compress_with(compressor)
-      self.sent_bytes_per_step = compressor.payload_bytes * self.nb_replicas
+      if not config.asynchronous:
+        self.pipeline.compress_with(compressor)
+      self.sent_bytes_per_step = compressor.payload_bytes * senders
       logging.info("Compression %s: %d bytes a worker a step, %.1fx less than the %d of a float32 row",
                    compressor.name, compressor.payload_bytes, 4 * self.dimension / compressor.payload_bytes,
                    4 * self.dimension)
     self.pipeline.build(self.dimension, tf.float32)
+    self.server = None
+    if config.asynchronous:
+      from strategies.asynchronous import AsynchronousServer  # pylint: disable=g-import-not-at-top
+      self.server = AsynchronousServer(config.nb_workers, self.dimension, compressor, config.delay_spread,
+                                       seed=config.seed)
     self._restore(learning_rate)
     self._test_dataset = experiment.test_dataset()
     self._eval_batch = self._evaluation_step()
@@ -374,6 +397,8 @@ class Training:
     config = self.config
     tracked = dict(model=self.model, optimizer=self.optimizer, step=self.step,
                    pipeline=tf.train.Checkpoint(**self.pipeline.variables()))
+    if self.server is not None:
+      tracked["asynchronous"] = tf.train.Checkpoint(**self.server.variables())
     latest = tf.train.latest_checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
     # The weights the run started from, behind the study's distance from init: kept in the
     # checkpoints while the study is on (or was, in the checkpoint resumed), so that a resumed
@@ -515,6 +540,53 @@ class Training:
 
     return train_step
 
+  def _asynchronous_step(self):
+    """One arrival at AdaComp's asynchronous server: the next worker's gradient on the weights it fetched."""
+    config, model, optimizer, server = self.config, self.model, self.optimizer, self.server
+    n = config.nb_workers
+    variables = model.trainable_variables
+    sizes = [int(np.prod(v.shape)) for v in variables]
+    weight_indices = penalised_indices(model)
+    # Each worker's own slices of the global batches, past those it already computed (a resumed run).
+    streams = [iter(self.experiment.worker_dataset(n, i, seed=config.seed).skip(int(server.computed[i].numpy())))
+               for i in range(n)]
+
+    def flat_weights():
+      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+
+    @tf.function
+    def gradient(weights, x, y):
+      params = [tf.reshape(part, v.shape) for part, v in zip(tf.split(weights, sizes), variables)]
+      with tf.GradientTape() as tape:
+        tape.watch(params)
+        logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x,
+                                         training=True)
+        loss = penalised_loss(logits, y, [params[i] for i in weight_indices], config.l1_regularize,
+                              config.l2_regularize)
+      row = tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(loss, params)], axis=0)
+      if config.gradient_clip is not None:
+        row = row * tf.minimum(1.0, config.gradient_clip / tf.maximum(tf.norm(row), 1e-30))
+      return row, loss, accuracy_of(logits, y)
+
+    @tf.function
+    def apply(worker, row):
+      step = server.receive(worker, row)
+      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
+                                    variables))
+      server.fetch(worker, flat_weights())
+      self.step.assign_add(1)
+
+    server.start(flat_weights())
+
+    def train_step():
+      worker = int(server.next_worker().numpy())
+      x, y = next(streams[worker])
+      row, loss, accuracy = gradient(server.fetched[worker], x, y)
+      apply(tf.constant(worker, tf.int32), row)
+      return float(loss), float(accuracy)
+
+    return train_step
+
   def _with_deadline(self, train_step):
     """The in-graph step, under a deadline (TensorFlow's remote calls have none) and with a lost worker said plainly."""
     from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
@@ -578,6 +650,8 @@ class Training:
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
     if self.pool is not None:
       train_step = self._cluster_step()
+    elif self.server is not None:
+      train_step = self._asynchronous_step()
     else:
       flipped = range(n - config.nb_real_byz_workers, n) if config.label_flip else ()
       # The seed also draws the workers' shares of the data: a resumed run keeps it, and skips the
@@ -667,6 +741,9 @@ class Training:
             tf.summary.scalar("train/steps-per-second", trained_steps / max(time.monotonic() - started, 1e-9))
             if config.redundancy:
               tf.summary.scalar("redundancy/distorted-files", int(self.pipeline.distorted_files.numpy()))
+            if self.server is not None:
+              tf.summary.scalar("asynchronous/delay", int(self.server.last_delay.numpy()),
+                                description="Updates applied between the last worker's fetch and its gradient")
             tf.summary.scalar("train/bytes-sent", current * self.sent_bytes_per_step,
                               description="What the workers sent in all, to this step: their rows, or with "
                                           "--compression their payloads")
@@ -726,7 +803,7 @@ class Training:
               flush=True)
         if config.compression:
           print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of compressed gradients "
-                f"({4 * self.dimension * self.nb_replicas / self.sent_bytes_per_step:.1f}x less than float32 rows)",
+                f"({self.float_bytes_per_step / self.sent_bytes_per_step:.1f}x less than float32 rows)",
                 flush=True)
     return status
 
