@@ -801,10 +801,9 @@ class Training:
                     f"{WARMUP_STEPS})")
         print(f"Trained {trained_steps} steps in {elapsed:.1f} s: {trained_steps / elapsed:.2f} steps/s{steady}",
               flush=True)
-        if config.compression:
-          print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of compressed gradients "
-                f"({self.float_bytes_per_step / self.sent_bytes_per_step:.1f}x less than float32 rows)",
-                flush=True)
+        ratio = (f"compressed gradients ({self.float_bytes_per_step / self.sent_bytes_per_step:.1f}x less than "
+                 "float32 rows)" if config.compression else "gradients (float32 rows)")
+        print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of {ratio}", flush=True)
     return status
 
   def _report_failure(self, error: BaseException, at_step: int, save) -> None:

@@ -1,4 +1,4 @@
-"""Smoke tests of benchmarks/cluster.py and benchmarks/redundancy.py: tiny runs print their tables."""
+"""Smoke tests of benchmarks/cluster.py, redundancy.py and compression.py: tiny runs print their tables."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ def test_redundancy_benchmark_prints_accuracy_against_q_and_the_cost():
   assert "| 0 |" in result.stdout and "gradients computed per step: baseline 15, detox 15, mols 75" in result.stdout
   # At q=6, DETOX's 3 distorted files of 5 are more than median tolerates: shown as "-".
   assert "| 6 |" in result.stdout and "- (3/5)" in result.stdout, result.stdout
+
+
+def test_compression_benchmark_prints_accuracy_and_bytes_for_each_compressor():
+  result = _run("compression.py", "--workers", "5", "--steps", "4")
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "| sync | adacomp |" in result.stdout and "| async | adacomp |" in result.stdout, result.stdout
+  assert "AdaComp against ASGD:" in result.stdout and "| sync, little | 2bit |" in result.stdout
