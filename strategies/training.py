@@ -26,7 +26,7 @@ from absl import logging
 
 import experiments
 from aggregathor import gars
-from strategies import schedules
+from strategies import provenance, schedules
 from strategies.byzantine import ByzantineStrategy
 from strategies.cluster.spec import ClusterError
 from strategies.pipeline import GradientPipeline
@@ -669,6 +669,13 @@ class Training:
         trim_evaluations(config.evaluation_file, start_step)
       evaluation_file = open(config.evaluation_file, "a", buffering=1, encoding="utf-8")
     summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
+    run_record = provenance.record(config, start_step)
+    if config.checkpoint_dir:
+      os.makedirs(config.checkpoint_dir, exist_ok=True)
+      provenance.append(config.checkpoint_dir, run_record)
+    if summary_writer is not None:
+      with summary_writer.as_default(step=start_step):
+        tf.summary.text("run/provenance", provenance.as_markdown(run_record))
     study_writer = None
     if config.study_period:
       study_writer = StudyWriter(self.pipeline.study, config.study_file, summary_writer,

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 import runner
 from experiments.digits import Digits
-from strategies import training
+from strategies import provenance, training
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -239,6 +239,22 @@ def test_resumed_run_evaluates_each_step_once(capsys, tmp_path):
     file.write("1.000\t6\taccuracy:0.5\tloss:1\n1.000\t8\taccu")
   _train(capsys, *common, "--max-steps", "6", "--no-wait")
   assert [step for _, step, _, _ in _evaluations(evaluation)] == [2, 4, 6, 8]
+
+
+def test_each_run_leaves_its_provenance_in_the_checkpoint_dir(capsys, tmp_path):
+  checkpoints = tmp_path / "checkpoints"
+  common = ["--nb-workers", "3", "--seed", "7", "--checkpoint-dir", str(checkpoints), "--no-wait"]
+  _train(capsys, *common, "--max-steps", "2")
+  _train(capsys, *common, "--max-steps", "1")
+  first, resumed = provenance.read(checkpoints)
+  assert first["start_step"] == 0 and resumed["start_step"] == 2 and first["seed"] == 7
+  assert first["configuration"]["nb_workers"] == 3 and first["configuration"]["max_steps"] == 2
+  assert first["configuration"]["checkpoint_dir"] == str(checkpoints)
+  assert {"python", "numpy", "keras"} <= set(first["versions"])
+  events = glob.glob(os.path.join(checkpoints, "**", "events.out.tfevents.*"), recursive=True)
+  tags = {value.tag for path in events for event in tf.compat.v1.train.summary_iterator(path)
+          for value in event.summary.value}
+  assert "run/provenance" in tags  # the configuration as text in TensorBoard
 
 
 def test_fresh_run_keeps_an_existing_evaluation_file(capsys, tmp_path):
