@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the momentum is: at the update (server side), at each worker, or at the server "
                      "per worker")
   group.add_argument("--dampening", type=float, default=0.0, help="dampening of the momentum")
+  group.add_argument("--nesterov", action="store_true",
+                     help="Nesterov's momentum: each worker computes its gradient at the weights moved ahead by "
+                          "-lr * momentum * m, m its momentum (--momentum-at worker or server) or the update's")
   group.add_argument("--gradient-clip", type=float, default=None, help="L2 norm the honest gradients are clipped at")
   group.add_argument("--local-steps", type=int, default=1,
                      help="local SGD steps between communications; >1 sends model deltas (FedAvg-style)")
@@ -421,7 +424,8 @@ def build_training(flags: argparse.Namespace):
       learning_rate_args=typed_args(schedules.params(flags.learning_rate), flags.learning_rate_args,
                                     "--learning-rate-args"),
       l1_regularize=flags.l1_regularize, l2_regularize=flags.l2_regularize, momentum=flags.momentum,
-      momentum_at=flags.momentum_at, dampening=flags.dampening, gradient_clip=flags.gradient_clip,
+      momentum_at=flags.momentum_at, dampening=flags.dampening, nesterov=flags.nesterov,
+      gradient_clip=flags.gradient_clip,
       local_steps=flags.local_steps, max_steps=flags.max_steps,
       checkpoint_dir=checkpoint_dir, checkpoint_delta=flags.checkpoint_delta,
       checkpoint_period=flags.checkpoint_period,
@@ -429,7 +433,10 @@ def build_training(flags: argparse.Namespace):
       summary_period=flags.summary_period,
       evaluation_file=output_path(flags.evaluation_file, checkpoint_dir and os.path.join(checkpoint_dir, "eval")),
       evaluation_delta=flags.evaluation_delta, evaluation_period=flags.evaluation_period,
-      study_period=flags.study_period, study_file=output_path(flags.study_file), log_period=flags.log_period,
+      study_period=flags.study_period,
+      study_file=output_path(flags.study_file, os.path.join(checkpoint_dir, "study")
+                             if checkpoint_dir and flags.study_period else None),
+      log_period=flags.log_period,
       trace=flags.trace, no_wait=flags.no_wait, workers=workers, credentials=flags.credentials,
       step_timeout=flags.step_timeout, start_timeout=flags.start_timeout, transport=flags.transport,
       cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name,

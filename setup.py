@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["aggregathor", "aggregathor.*", "strategies", "strategies.*",
                                     "experiments", "experiments.*"]),
-    py_modules=["runner"],
+    py_modules=["runner", "study", "reproduce"],
     python_requires=">=3.10",
     install_requires=[
         "tensorflow-cpu==2.21.*; platform_machine=='x86_64' or platform_machine=='AMD64'",
@@ -23,6 +23,7 @@ setup(
         "grpcio>=1.60",
         "cryptography>=42",
         "asyncssh>=2.14",
+        "matplotlib>=3.8",
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],

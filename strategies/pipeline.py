@@ -171,6 +171,18 @@ class GradientPipeline:
     with tf.control_dependencies(updates):
       return tf.cast(self.compressor.decode(payload), rows.dtype)
 
+  def lookahead(self, worker: int | tf.Tensor) -> tf.Tensor:
+    """The momentum along which Nesterov's variant moves worker `worker`'s weights before its gradient (d,).
+
+    Its own momentum at the workers (or its row at the server), the update's momentum otherwise: the worker
+    then computes its gradient at θ − lr·μ·m, as in El-Mhamdi et al.'s code for the Distributed Momentum paper.
+    """
+    if self._update_momentum is None:
+      raise ValueError("the pipeline has no state yet: call build(d) first")
+    if self.momentum_at in ("worker", "server") and self.momentum:
+      return tf.gather(self._worker_momentum, worker)
+    return self._update_momentum.read_value()
+
   def _accumulate(self, buffer: tf.Variable, values: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
     """m <- momentum * m + (1 - dampening) * values, returning the new m (rows of absent workers kept)."""
     updated = self.momentum * buffer + (1.0 - self.dampening) * values

@@ -15,6 +15,9 @@ import tensorflow as tf
 
 # Groups of vectors whose spread and size are recorded.
 GROUPS = ("sampled", "honest", "attack")
+# (dev/‖ḡ‖)² with dev² = Σ‖g_i − ḡ‖²/(n_h − 1) over the honest workers' submitted vectors: the Distributed
+# Momentum paper's ratio, compared there with the square of the rule's bound (NaN with one honest worker).
+RATIO = "honest/variance-norm-ratio"
 
 
 def _spread(vectors: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -40,6 +43,15 @@ def _mean_pairwise_cosine(vectors: tf.Tensor) -> tf.Tensor:
   return (tf.reduce_sum(cosines) - tf.linalg.trace(cosines)) / (n * (n - 1))
 
 
+def _variance_norm_ratio(vectors: tf.Tensor) -> tf.Tensor:
+  n = vectors.shape[0]
+  if n < 2:
+    return tf.constant(float("nan"), vectors.dtype)
+  mean = tf.reduce_mean(vectors, axis=0)
+  deviation = tf.reduce_sum(tf.square(vectors - mean)) / (n - 1)
+  return deviation / tf.maximum(tf.reduce_sum(tf.square(mean)), 1e-30)
+
+
 class StudyRecorder:
   """Keeps the study metrics of the last recorded step, and per-worker selection counts."""
 
@@ -63,7 +75,7 @@ class StudyRecorder:
     groups = GROUPS if self.nb_real_byz_workers else GROUPS[:2]
     names = [f"{group}/{stat}" for group in groups for stat in ("norm", "variance", "max-coordinate")]
     names += ["defense/norm", "defense/max-coordinate", "defense/deviation",
-              "cosine/honest-defense", "cosine/sampled-honest", "cosine/honest-pairwise"]
+              "cosine/honest-defense", "cosine/sampled-honest", "cosine/honest-pairwise", RATIO]
     if self.nb_real_byz_workers:
       names.append("cosine/honest-attack")
     return names + list(self.counters)
@@ -122,6 +134,7 @@ class StudyRecorder:
     metrics["cosine/honest-defense"] = _cosine(honest_mean, aggregated)
     metrics["cosine/sampled-honest"] = _cosine(tf.reduce_mean(sampled, axis=0), honest_mean)
     metrics["cosine/honest-pairwise"] = _mean_pairwise_cosine(honest)
+    metrics[RATIO] = _variance_norm_ratio(honest)
     if self.nb_real_byz_workers:
       metrics["cosine/honest-attack"] = _cosine(honest_mean, tf.reduce_mean(groups["attack"], axis=0))
     return metrics

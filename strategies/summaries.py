@@ -14,7 +14,6 @@ from strategies.study import StudyRecorder
 
 # How many recorded steps the selection heatmap shows.
 HEATMAP_STEPS = 64
-HEATMAP_CELL = 6
 
 
 class StudyWriter:
@@ -24,7 +23,8 @@ class StudyWriter:
   to it (the columns must match). TensorBoard gets every metric as a scalar, the
   running selection rate of each worker (`selection-rate/worker-NN`) and a
   heatmap image of which workers the rule kept over the last recorded steps
-  (`selection/kept`, one row per worker, white = kept).
+  (`selection/kept`: a worker per row, a recorded step per column, kept in
+  white, with the Byzantine workers' rows labelled in red).
   """
 
   def __init__(self, recorder: StudyRecorder, csv_path: str | None = None,
@@ -45,6 +45,7 @@ class StudyWriter:
     source = initial_values if initial_values is not None else self._params
     self._initial = [tf.identity(p) for p in source] if source is not None else None
     self._selected_history: list[np.ndarray] = []
+    self._step_history: list[int] = []
     self._last_written = -1
     self.columns = ["step", "walltime", "loss"]
     if self._params is not None:
@@ -90,11 +91,13 @@ class StudyWriter:
         for worker, rate in enumerate(self.recorder.selection_rates().numpy()):
           tf.summary.scalar(f"selection-rate/worker-{worker:02d}", rate)
         self._selected_history = (self._selected_history + [selected])[-HEATMAP_STEPS:]
+        self._step_history = (self._step_history + [step])[-HEATMAP_STEPS:]
         kept = np.stack(self._selected_history, axis=1)  # (workers, steps)
-        image = np.kron(kept, np.ones((HEATMAP_CELL, HEATMAP_CELL)))
-        tf.summary.image("selection/kept", image[None, :, :, None].astype(np.float32),
-                         description="Workers (rows, worker 0 on top) kept by the rule over the last recorded "
-                                     "steps (columns, newest on the right); white = kept.")
+        byzantine = range(self.recorder.nb_workers - self.recorder.nb_real_byz_workers, self.recorder.nb_workers)
+        tf.summary.image("selection/kept", selection_heatmap(kept, self._step_history, byzantine)[None],
+                         description=f"Which workers (rows) the rule kept at each of the last {kept.shape[1]} "
+                                     "recorded steps (columns, newest on the right): white = kept. The Byzantine "
+                                     f"workers ({', '.join(map(str, byzantine)) or 'none'}) are labelled in red.")
     self.summary_writer.flush()
 
   def close(self) -> None:
@@ -125,6 +128,33 @@ class StudyCallback(keras.callbacks.Callback):
 
   def on_train_end(self, logs=None):
     self.writer.close()
+
+
+def selection_heatmap(kept: np.ndarray, steps: Sequence[int], byzantine: Sequence[int]) -> np.ndarray:
+  """An RGB image (uint8, H x W x 3) of `kept` (workers x steps, 1 = kept) with worker and step axes,
+  the Byzantine workers' labels in red."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  workers, columns = kept.shape
+  figure = Figure(figsize=(min(2.5 + 0.12 * columns, 12), min(1.2 + 0.22 * workers, 12)), dpi=100,
+                  layout="constrained")
+  canvas = FigureCanvasAgg(figure)
+  axis = figure.subplots()
+  axis.imshow(kept, cmap="gray", vmin=0, vmax=1, aspect="auto", interpolation="nearest")
+  marked = set(byzantine)
+  every = max(1, workers // 16)
+  rows = list(range(0, workers, every))
+  axis.set_yticks(rows, [f"{row} (Byzantine)" if row in marked else str(row) for row in rows], fontsize=7)
+  for label, row in zip(axis.get_yticklabels(), rows):
+    if row in marked:
+      label.set_color("tab:red")
+  ticks = list(range(0, columns, max(1, columns // 8)))
+  axis.set_xticks(ticks, [str(steps[i]) for i in ticks], fontsize=7)
+  axis.set_xlabel("step", fontsize=8)
+  axis.set_ylabel("worker", fontsize=8)
+  axis.set_title("kept by the rule (white)", fontsize=8)
+  canvas.draw()
+  return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
 def _format(value: float | None) -> str:

@@ -68,6 +68,7 @@ class TrainingConfig:
   momentum: float = 0.0
   momentum_at: str = "update"
   dampening: float = 0.0
+  nesterov: bool = False
   gradient_clip: float | None = None
   local_steps: int = 1
   max_steps: int = 1000
@@ -237,6 +238,14 @@ class Training:
       if problems:
         raise ValueError(f"--asynchronous applies each worker's gradient alone as it arrives, in local mode: drop "
                          f"{', '.join(problems)} (there is no rule across workers to defend or study)")
+    if config.nesterov:
+      problems = [flag for flag, used in (
+          ("--server", config.workers), ("--redundancy", config.redundancy), ("--asynchronous", config.asynchronous),
+          ("--local-steps", config.local_steps != 1), ("--optimizer", config.optimizer != "sgd")) if used]
+      if not config.momentum:
+        raise ValueError("--nesterov moves the weights along the momentum: give --momentum too")
+      if problems:
+        raise ValueError(f"--nesterov runs in local mode with plain SGD, one local step: drop {', '.join(problems)}")
     if config.compression and (config.workers or config.redundancy):
       raise ValueError("--compression runs in local mode without --redundancy, for now: the simulated workers "
                        "compress, and the parameter server decodes before the rule")
@@ -456,12 +465,32 @@ class Training:
       return penalised_loss(logits, labels, penalised, config.l1_regularize, config.l2_regularize)
 
     def replica_step(x, y):
+      if config.nesterov:
+        return replica_nesterov_step(x, y)
       with tf.GradientTape() as tape:
         logits = model(x, training=True)
         loss = local_loss(logits, y)
         # Scaled by 1/n like Keras, so that the plain SUM reduction would be the mean gradient.
         scaled = loss / n
       gradients = tape.gradient(scaled, model.trainable_variables)
+      optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+      return loss, accuracy_of(logits, y)
+
+    sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+
+    def replica_nesterov_step(x, y):
+      # Nesterov: the gradient at the weights moved ahead by -lr * momentum * m (m this worker's momentum, or
+      # the update's), computed on a functional copy so that the model's weights stay as they are.
+      worker = tf.distribute.get_replica_context().replica_id_in_sync_group
+      shift = tf.cast(optimizer.learning_rate, tf.float32) * config.momentum * self.pipeline.lookahead(worker)
+      params = [v.value - tf.reshape(part, v.shape)
+                for v, part in zip(model.trainable_variables, tf.split(shift, sizes))]
+      with tf.GradientTape() as tape:
+        tape.watch(params)
+        logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x, training=True)
+        loss = local_loss(logits, y, [params[i] for i in weight_indices])
+        scaled = loss / n
+      gradients = tape.gradient(scaled, params)
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return loss, accuracy_of(logits, y)
 
@@ -670,6 +699,11 @@ class Training:
       evaluation_file = open(config.evaluation_file, "a", buffering=1, encoding="utf-8")
     summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
     run_record = provenance.record(config, start_step)
+    # What study.py needs beside the configuration: the rule's bound on the honest variance-to-norm ratio.
+    # (With redundancy the rule runs across the voted files, not the workers: no bound on the workers' ratio.)
+    bound = None if config.redundancy or config.asynchronous else self.pipeline.rule.upper_bound(
+        config.nb_workers, config.nb_decl_byz_workers, self.dimension)
+    run_record["details"] = {"nb_parameters": self.dimension, "rule_bound": bound}
     if config.checkpoint_dir:
       os.makedirs(config.checkpoint_dir, exist_ok=True)
       provenance.append(config.checkpoint_dir, run_record)

@@ -449,7 +449,8 @@ def _scalars(directory: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
   for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
     for event in tf.compat.v1.train.summary_iterator(path):
       for value in event.summary.value:
-        scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
+        if value.metadata.plugin_data.plugin_name in ("scalars", ""):  # not the text, images, histograms
+          scalars.setdefault(value.tag, []).append((event.step, float(tf.make_ndarray(value.tensor))))
   return scalars
 
 
@@ -636,3 +637,39 @@ def test_compression_counts_the_bytes_sent_in_the_study_and_in_the_output(capsys
 def test_bad_compression_flags_are_refused(capsys, args, message):
   status, _, err = _run(capsys, "--max-steps", "1", *args)
   assert status == 2 and message in err, err
+
+
+@pytest.mark.parametrize("place", ["update", "worker"])
+def test_nesterov_computes_each_gradient_ahead_along_the_momentum(place):
+  # Two steps with one worker, by hand: g1 at θ0 (m is 0), m1 = g1, θ1 = θ0 - lr m1; then g2 at θ1 - lr μ m1,
+  # m2 = μ m1 + g2, θ2 = θ1 - lr m2. With one worker, its momentum and the update's are the same.
+  lr, mu = 0.1, 0.9
+  run = training.Training(training.TrainingConfig(
+      experiment="digits", nb_workers=1, momentum=mu, momentum_at=place, nesterov=True, max_steps=2,
+      learning_rate_args={"initial-rate": lr}, evaluation_period=-1, checkpoint_period=-1, summary_period=-1,
+      log_period=-1, no_wait=True))
+  model = run.model
+  theta = [tf.constant(v.numpy()) for v in model.trainable_variables]
+  batches = list(run.experiment.train_dataset(1, seed=0).take(2))
+
+  def gradient_at(params, batch):
+    x, y = batch
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x, training=True)
+      loss = training.penalised_loss(logits, y, [], 0.0, 0.0)
+    return tape.gradient(loss, params)
+
+  m1 = gradient_at(theta, batches[0])
+  theta1 = [t - lr * m for t, m in zip(theta, m1)]
+  g2 = gradient_at([t - lr * mu * m for t, m in zip(theta1, m1)], batches[1])
+  theta2 = [t - lr * (mu * m + g) for t, m, g in zip(theta1, m1, g2)]
+  assert run.run() == 0
+  for expected, variable in zip(theta2, model.trainable_variables):
+    np.testing.assert_allclose(variable.numpy(), expected.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_nesterov_without_momentum_or_outside_local_sgd_is_a_usage_error(capsys, tmp_path):
+  assert "give --momentum too" in _bad_argument(capsys, tmp_path, "--nesterov")
+  assert "drop --optimizer" in _bad_argument(capsys, tmp_path, "--nesterov", "--momentum", "0.9",
+                                             "--optimizer", "adam")

@@ -241,6 +241,8 @@ def test_study_metrics_hand_computed():
       "cosine/honest-defense": 1.0, "cosine/sampled-honest": 1.0,
       # Pairwise cosines 0, 1/sqrt(2), 1/sqrt(2).
       "cosine/honest-pairwise": math.sqrt(2) / 3,
+      # (12/9) / (3 - 1) over the squared norm 8/9 of the mean.
+      "honest/variance-norm-ratio": 3 / 4,
   }
   assert sorted(values) == sorted(expected)
   for name, value in expected.items():
