@@ -29,5 +29,5 @@ setup(
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],
         "test": ["pytest>=8", "tensorflow-datasets>=4.9", "importlib_resources"],
     },
-    entry_points={"console_scripts": ["aggregathor-runner=runner:run"]},
+    entry_points={"console_scripts": ["aggregathor-runner=runner:main"]},
 )

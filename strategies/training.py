@@ -687,7 +687,10 @@ class Training:
       # batches already trained on, so that it sees the same split and batches as an uninterrupted one.
       dataset = self.experiment.train_dataset(n, flipped_workers=flipped, seed=config.seed)
       dataset = dataset.skip(start_step * config.local_steps)
-      train_step = self._train_step(iter(self.strategy.experimental_distribute_dataset(dataset)))
+      # Kept on the object: its teardown (tf.data's per-device threads) then happens with the object's, which
+      # runner.py's command line skips (see there).
+      self.train_input = iter(self.strategy.experimental_distribute_dataset(dataset))
+      train_step = self._train_step(self.train_input)
       if self.in_graph:
         train_step = self._with_deadline(train_step)
 
