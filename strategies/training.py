@@ -791,6 +791,8 @@ class Training:
             tf.summary.scalar("train/bytes-sent", current * self.sent_bytes_per_step,
                               description="What the workers sent in all, to this step: their rows, or with "
                                           "--compression their payloads")
+            for variable in self.model.trainable_variables:
+              tf.summary.histogram(f"weights/{variable.path}", variable.value)
         if evaluation_trigger(current) and current < end_step:
           record_evaluation(current)
         if checkpoint_trigger(current):

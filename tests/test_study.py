@@ -106,6 +106,8 @@ def test_tensorboard_serves_the_runs_scalars_images_and_configuration(result_dir
     assert "Byzantine" in description and "worker" in description
     text = _get(f"{base}/text/tags")
     assert "run/provenance" in text["krum"]
+    histograms = _get(f"{base}/histograms/tags")
+    assert any(tag.startswith("weights/") for tag in histograms["krum"]), histograms
   finally:
     process.terminate()
     try:
