@@ -36,3 +36,23 @@ def shared_data() -> pathlib.Path:
       pytest.fail(message + "; AGGREGATHOR_REQUIRE_DATA is set, so this is a failure, not a skip")
     pytest.skip(message)
   return SHARED_DATA
+
+
+# TensorFlow's teardown of the distributed input pipelines the tests built can stall the interpreter's exit for
+# minutes (tf.data's iterator destructors wait on their per-device threads); by pytest_unconfigure every report
+# is written, so the process ends there with pytest's exit status.
+_EXIT_STATUS: list[int] = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session, exitstatus):
+  _EXIT_STATUS.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+  if _EXIT_STATUS:
+    import sys  # pylint: disable=import-outside-toplevel
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[-1])  # pylint: disable=protected-access
