@@ -177,11 +177,14 @@ class GradientPipeline:
     Its own momentum at the workers (or its row at the server), the update's momentum otherwise: the worker
     then computes its gradient at θ − lr·μ·m, as in El-Mhamdi et al.'s code for the Distributed Momentum paper.
     """
-    if self._update_momentum is None:
-      raise ValueError("the pipeline has no state yet: call build(d) first")
+    self._require_state()
     if self.momentum_at in ("worker", "server") and self.momentum:
       return tf.gather(self._worker_momentum, worker)
     return self._update_momentum.read_value()
+
+  def _require_state(self) -> None:
+    if self._update_momentum is None:
+      raise ValueError("the pipeline has no state yet: call build(d) first")
 
   def _accumulate(self, buffer: tf.Variable, values: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
     """m <- momentum * m + (1 - dampening) * values, returning the new m (rows of absent workers kept)."""
@@ -215,8 +218,7 @@ class GradientPipeline:
 
   def variables(self) -> dict[str, tf.Variable]:
     """The state to checkpoint (after `build`), by name."""
-    if self._update_momentum is None:
-      raise ValueError("the pipeline has no state yet: call build(d) first")
+    self._require_state()
     state = {"update_momentum": self._update_momentum, "worker_momentum": self._worker_momentum,
              "step": self.study.step, "selection_counts": self.study.selection_counts}
     # Names usable as checkpoint attributes: a chain's "centered-clipping.center" -> "rule_centered_clipping_center".

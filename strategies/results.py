@@ -44,6 +44,7 @@ OUTPUT_FIELDS = frozenset({
 # Fields shown as the rule, the attack and the seed rather than in the setting.
 RULE_FIELDS = frozenset({"aggregator", "aggregator_args"})
 ATTACK_FIELDS = frozenset({"attack", "attack_args", "nb_real_byz_workers", "label_flip"})
+# The column strategies.study.RATIO writes; named here, not imported, so that study.py starts without TensorFlow.
 RATIO = "honest/variance-norm-ratio"
 
 
@@ -289,20 +290,16 @@ def worst_case(results: Sequence[Result], attacked_only: bool = True) -> dict[tu
 def share_improved(results: Sequence[Result], field: str, better: Any, than: Any) -> tuple[float, int]:
   """Share of the (setting without `field`, rule) pairs where `field=better` has a higher worst-case accuracy
   than `field=than`, and how many pairs had both; e.g. ("momentum_at", "worker", "update")."""
-  worst: dict[tuple[str, str, str], float] = {}
+  worst: dict[tuple[str, str, bool], float] = {}  # (setting, rule, is field=better) -> worst attacked accuracy
   keys = [key for key in varying(results) if key != field]
   for group in groups(results):
     value = group.runs[0].setting().get(field)
-    if value not in (better, than):
+    if group.attack == "none" or value not in (better, than):
       continue
-    attacked = group.attack != "none"
-    if not attacked:
-      continue
-    cell = (setting_label(group.runs[0], keys), group.rule, json.dumps(value, default=str))
+    cell = (setting_label(group.runs[0], keys), group.rule, value == better)
     worst[cell] = min(worst.get(cell, math.inf), float(np.mean(group.values("best"))))
-  pairs = [(worst[(s, r, json.dumps(better, default=str))], worst[(s, r, json.dumps(than, default=str))])
-           for s, r, v in worst if v == json.dumps(better, default=str)
-           and (s, r, json.dumps(than, default=str)) in worst]
+  pairs = [(score, worst[(setting, rule, False)]) for (setting, rule, is_better), score in worst.items()
+           if is_better and (setting, rule, False) in worst]
   if not pairs:
     return math.nan, 0
   return float(np.mean([a > b for a, b in pairs])), len(pairs)

@@ -310,15 +310,17 @@ class Training:
                                                                                 **config.optimizer_args)
       self.optimizer.build(self.model.trainable_variables)
     self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    self.dimension = sum(int(np.prod(v.shape)) for v in self.model.trainable_variables)
+    # Each trainable variable's size, in the order of the flat (d,) rows the pipeline aggregates.
+    self.variable_sizes = [int(np.prod(v.shape)) for v in self.model.trainable_variables]
+    self.dimension = sum(self.variable_sizes)
     senders = 1 if config.asynchronous else self.nb_replicas  # asynchronous: one worker's gradient a step
     self.float_bytes_per_step = 4 * self.dimension * senders  # float32 rows, uncompressed
     self.sent_bytes_per_step = self.float_bytes_per_step
     compressor = None
     if config.compression:
       from aggregathor import compression  # pylint: disable=g-import-not-at-top
-      sizes = [int(np.prod(v.shape)) for v in self.model.trainable_variables]
-      compressor = compression.get(config.compression, self.dimension, sizes, **config.compression_args)
+      compressor = compression.get(config.compression, self.dimension, self.variable_sizes,
+                                   **config.compression_args)
       if not config.asynchronous:
         self.pipeline.compress_with(compressor)
       self.sent_bytes_per_step = compressor.payload_bytes * senders
@@ -476,7 +478,14 @@ class Training:
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return loss, accuracy_of(logits, y)
 
-    sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+    def gradient_at(params, x, y, scale=1.0):
+      """(loss, logits, gradient of scale * loss) at `params`, a functional copy of the trainable weights."""
+      with tf.GradientTape() as tape:
+        tape.watch(params)
+        logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x, training=True)
+        loss = local_loss(logits, y, [params[i] for i in weight_indices])
+        scaled = loss * scale
+      return loss, logits, tape.gradient(scaled, params)
 
     def replica_nesterov_step(x, y):
       # Nesterov: the gradient at the weights moved ahead by -lr * momentum * m (m this worker's momentum, or
@@ -484,13 +493,9 @@ class Training:
       worker = tf.distribute.get_replica_context().replica_id_in_sync_group
       shift = tf.cast(optimizer.learning_rate, tf.float32) * config.momentum * self.pipeline.lookahead(worker)
       params = [v.value - tf.reshape(part, v.shape)
-                for v, part in zip(model.trainable_variables, tf.split(shift, sizes))]
-      with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x, training=True)
-        loss = local_loss(logits, y, [params[i] for i in weight_indices])
-        scaled = loss / n
-      gradients = tape.gradient(scaled, params)
+                for v, part in zip(model.trainable_variables, tf.split(shift, self.variable_sizes))]
+      # Scaled by 1/n like replica_step's.
+      loss, logits, gradients = gradient_at(params, x, y, scale=1.0 / n)
       optimizer.apply_gradients(zip(gradients, model.trainable_variables))
       return loss, accuracy_of(logits, y)
 
@@ -500,14 +505,9 @@ class Training:
       learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
       start = [v.value for v in model.trainable_variables]
       params = list(start)
-      frozen = [v.value for v in model.non_trainable_variables]
       losses, accuracies = [], []
       for x, y in batches:
-        with tf.GradientTape() as tape:
-          tape.watch(params)
-          logits, _ = model.stateless_call(params, frozen, x, training=True)
-          loss = local_loss(logits, y, [params[i] for i in weight_indices])
-        gradients = tape.gradient(loss, params)
+        loss, logits, gradients = gradient_at(params, x, y)
         params = [p - learning_rate * g for p, g in zip(params, gradients)]
         losses.append(loss)
         accuracies.append(accuracy_of(logits, y))
@@ -535,7 +535,7 @@ class Training:
     from strategies.cluster import quorum  # pylint: disable=g-import-not-at-top
     config, model, optimizer, pipeline, pool = self.config, self.model, self.optimizer, self.pipeline, self.pool
     variables = model.trainable_variables
-    sizes = [int(np.prod(v.shape)) for v in variables]
+    sizes = self.variable_sizes
     # The workers whose loss is the model's: all but the Byzantine ones (a redundancy defence's study set).
     byzantine = (set(pipeline.byzantine_workers or ()) if config.redundancy
                  else set(range(config.nb_workers - config.nb_real_byz_workers, config.nb_workers)))
@@ -574,7 +574,7 @@ class Training:
     config, model, optimizer, server = self.config, self.model, self.optimizer, self.server
     n = config.nb_workers
     variables = model.trainable_variables
-    sizes = [int(np.prod(v.shape)) for v in variables]
+    sizes = self.variable_sizes
     weight_indices = penalised_indices(model)
     # Each worker's own slices of the global batches, past those it already computed (a resumed run).
     streams = [iter(self.experiment.worker_dataset(n, i, seed=config.seed).skip(int(server.computed[i].numpy())))
@@ -701,18 +701,19 @@ class Training:
         trim_evaluations(config.evaluation_file, start_step)
       evaluation_file = open(config.evaluation_file, "a", buffering=1, encoding="utf-8")
     summary_writer = tf.summary.create_file_writer(config.summary_dir) if config.summary_dir else None
-    run_record = provenance.record(config, start_step)
-    # What study.py needs beside the configuration: the rule's bound on the honest variance-to-norm ratio.
-    # (With redundancy the rule runs across the voted files, not the workers: no bound on the workers' ratio.)
-    bound = None if config.redundancy or config.asynchronous else self.pipeline.rule.upper_bound(
-        config.nb_workers, config.nb_decl_byz_workers, self.dimension)
-    run_record["details"] = {"nb_parameters": self.dimension, "rule_bound": bound}
-    if config.checkpoint_dir:
-      os.makedirs(config.checkpoint_dir, exist_ok=True)
-      provenance.append(config.checkpoint_dir, run_record)
-    if summary_writer is not None:
-      with summary_writer.as_default(step=start_step):
-        tf.summary.text("run/provenance", provenance.as_markdown(run_record))
+    if config.checkpoint_dir or summary_writer is not None:
+      run_record = provenance.record(config, start_step)
+      # What study.py needs beside the configuration: the rule's bound on the honest variance-to-norm ratio.
+      # (With redundancy the rule runs across the voted files, not the workers: no bound on the workers' ratio.)
+      bound = None if config.redundancy or config.asynchronous else self.pipeline.rule.upper_bound(
+          config.nb_workers, config.nb_decl_byz_workers, self.dimension)
+      run_record["details"] = {"nb_parameters": self.dimension, "rule_bound": bound}
+      if config.checkpoint_dir:
+        os.makedirs(config.checkpoint_dir, exist_ok=True)
+        provenance.append(config.checkpoint_dir, run_record)
+      if summary_writer is not None:
+        with summary_writer.as_default(step=start_step):
+          tf.summary.text("run/provenance", provenance.as_markdown(run_record))
     study_writer = None
     if config.study_period:
       study_writer = StudyWriter(self.pipeline.study, config.study_file, summary_writer,

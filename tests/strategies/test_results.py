@@ -67,6 +67,11 @@ def test_a_directory_without_provenance_is_a_clear_error(tmp_path):
     results.load_all([tmp_path])
 
 
+def test_the_ratio_column_is_the_one_the_recorder_writes():
+  from strategies import study  # pylint: disable=import-outside-toplevel
+  assert results.RATIO == study.RATIO
+
+
 def test_ratio_condition_counts_the_steps_below_the_bound_squared(tmp_path):
   result = results.load(_write_run(tmp_path / "run", ratios=(0.01, 0.3, 0.2), bound=0.5))
   assert results.ratio_condition(result) == pytest.approx(2 / 3)  # 0.01 and 0.2 < 0.25
