@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
                       "(with --deploy: the --byz-workers last worker tasks)")
   parser.add_argument("--attack-args", nargs="*", default=[], metavar="KEY:VALUE",
                       help="additional arguments of the attack, e.g. factor:1.5")
+  parser.add_argument("--UDP", type=int, default=0, metavar="N", dest="udp",
+                      help="let worker tasks 0 to N-1 send their gradient rows over UDP when the parameter server "
+                      "asks (runner.py --UDP): the datagrams are authenticated, not encrypted")
+  parser.add_argument("--udp-drop-rate", type=float, default=0.0, metavar="P",
+                      help="drop this fraction of this task's datagrams before sending, a stand-in for a lossy "
+                      "network where tc cannot make one")
   group = parser.add_argument_group("over SSH (see strategies.cluster.deployment)")
   actions = group.add_mutually_exclusive_group()
   actions.add_argument("--deploy", action="store_true",
@@ -90,7 +96,8 @@ def over_ssh(flags: argparse.Namespace, spec) -> int:
         spec, worker_job=flags.wk_job_name, credentials_dir=flags.credentials, ssh_config=flags.ssh_config,
         remote_root=flags.remote_root, remote_python=flags.remote_python, remote_dir=flags.remote_dir,
         nice_jobs=nice, transport=flags.transport, attack=flags.attack, attack_args=flags.attack_args,
-        nb_byzantine=flags.byz_workers if flags.deploy else 0, omit=omit, start_timeout=flags.start_timeout)
+        nb_byzantine=flags.byz_workers if flags.deploy else 0, omit=omit, start_timeout=flags.start_timeout,
+        udp_workers=flags.udp, udp_drop_rate=flags.udp_drop_rate)
     if flags.status:
       print(deployment.describe(plan.status()))
     elif flags.stop:
@@ -103,7 +110,8 @@ def over_ssh(flags: argparse.Namespace, spec) -> int:
       plan.start(keep_on_failure=flags.keep_on_failure)
       if omit is not None and not flags.omit and omit.job == flags.wk_job_name:
         from strategies.cluster import worker  # pylint: disable=g-import-not-at-top
-        worker.serve(spec.address(omit), omit.index, flags.credentials)
+        worker.serve(spec.address(omit), omit.index, flags.credentials, udp_workers=flags.udp,
+                     udp_drop_rate=flags.udp_drop_rate)
   except (deployment.DeployError, ssh.SSHError) as error:
     print(f"deploy.py: error: {error}", file=sys.stderr)
     return 2
@@ -148,7 +156,12 @@ def run(argv: Sequence[str] | None = None) -> int:
       from aggregathor import attacks  # pylint: disable=g-import-not-at-top
       attack_args = experiments.typed_pairs(attacks.get(flags.attack).params, flags.attack_args, "--attack-args")
     from strategies.cluster import worker  # pylint: disable=g-import-not-at-top
-    worker.serve(spec.address(task), task.index, flags.credentials, flags.attack, attack_args)
+    if not 0.0 <= flags.udp_drop_rate < 1.0:
+      parser.error(f"--udp-drop-rate must be in [0, 1), got {flags.udp_drop_rate}")
+    if flags.udp < 0:
+      parser.error(f"--UDP must be >= 0, got {flags.udp}")
+    worker.serve(spec.address(task), task.index, flags.credentials, flags.attack, attack_args,
+                 udp_workers=flags.udp, udp_drop_rate=flags.udp_drop_rate)
   except (ValueError, FileNotFoundError) as error:
     print(f"deploy.py: error: {error}", file=sys.stderr)
     return 2

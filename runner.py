@@ -186,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
                      "while the rule's condition holds on the rows received")
   group.add_argument("--start-timeout", type=float, default=120.0,
                      help="seconds the workers have to take the job and answer the first step")
+  group.add_argument("--UDP", type=int, default=0, metavar="N", dest="udp",
+                     help="the first N workers send their gradient rows as UDP datagrams, authenticated (HMAC-SHA256, "
+                     "a key per worker and run) but not encrypted, to this parameter server's task address in the "
+                     "cluster JSON; lost chunks are filled by --udp-fill (the workers must run deploy.py --UDP N)")
+  group.add_argument("--udp-datagram-bytes", type=int, default=1472,
+                     help="each datagram's size; 1472 fits a 1500-byte MTU, so a lost packet loses one chunk")
+  group.add_argument("--udp-fill", default="nan", choices=["nan", "zero", "last"],
+                     help="what a lost chunk's coordinates become: NaN (for coordinate-wise rules), 0, or the "
+                     "worker's last value received there")
+  group.add_argument("--udp-linger", type=float, default=0.005,
+                     help="seconds to wait for a UDP worker's late datagrams once its answer is in (the step's "
+                     "deadline bounds it too)")
   group = parser.add_argument_group("devices and process")
   group.add_argument("--use-gpu", action="store_true", help="use GPU devices if available, one per worker "
                      "(without a GPU: a warning, and the workers run on the CPU)")
@@ -462,7 +474,9 @@ def build_training(flags: argparse.Namespace):
       redundancy=flags.redundancy, redundancy_args=literal_pairs(flags.redundancy_args),
       replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,
       buckets=flags.buckets, compression=flags.compression,
-      compression_args=compression_args(flags), asynchronous=flags.asynchronous, delay_spread=flags.delay_spread)
+      compression_args=compression_args(flags), asynchronous=flags.asynchronous, delay_spread=flags.delay_spread,
+      udp_workers=flags.udp, udp_datagram_bytes=flags.udp_datagram_bytes, udp_fill=flags.udp_fill,
+      udp_linger=flags.udp_linger)
   return training.Training(config)
 
 

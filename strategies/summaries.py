@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import keras
 import numpy as np
@@ -30,10 +30,14 @@ class StudyWriter:
   def __init__(self, recorder: StudyRecorder, csv_path: str | None = None,
                summary_writer: tf.summary.SummaryWriter | None = None,
                initial_params: Sequence[tf.Variable] | None = None,
-               initial_values: Sequence[tf.Tensor | tf.Variable] | None = None):
+               initial_values: Sequence[tf.Tensor | tf.Variable] | None = None,
+               extras: Callable[[], Mapping[str, float]] | None = None):
     """`initial_params`: the model's variables, for the distance from their values now,
-    or from `initial_values` (e.g. the first step's values kept in a checkpoint)."""
+    or from `initial_values` (e.g. the first step's values kept in a checkpoint).
+    `extras`: more values for each written step, read then (e.g. the UDP transport's delivery); the names it
+    gives on the first call are its columns."""
     self.recorder = recorder
+    self._extras = extras
     self.summary_writer = summary_writer
     self._params = list(initial_params) if initial_params is not None else None
     if initial_values is not None:
@@ -51,6 +55,8 @@ class StudyWriter:
     if self._params is not None:
       self.columns.append("params/distance-from-init")
     self.columns += recorder.names
+    self._extra_names = list(extras()) if extras is not None else []
+    self.columns += self._extra_names
     if recorder.selects:
       self.columns += [f"selected/worker-{i:02d}" for i in range(recorder.nb_workers)]
     self._csv = _open_csv(csv_path, self.columns) if csv_path else None
@@ -66,6 +72,9 @@ class StudyWriter:
     values: dict[str, float] = {name: float(variable.numpy()) for name, variable in self.recorder.values.items()}
     if loss is not None:
       values["loss"] = float(loss)
+    if self._extras is not None:
+      extra = self._extras()
+      values.update({name: float(extra.get(name, float("nan"))) for name in self._extra_names})
     if self._params is not None:
       squares = [tf.reduce_sum(tf.square(tf.cast(p, tf.float64) - tf.cast(p0, tf.float64)))
                  for p, p0 in zip(self._params, self._initial)]

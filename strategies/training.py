@@ -116,6 +116,13 @@ class TrainingConfig:
   delay_spread: float = 1.0
   ps_job: str = "ps"
   worker_job: str = "workers"
+  # Over the gRPC transport: the first udp_workers workers send their rows as authenticated UDP datagrams of
+  # udp_datagram_bytes to the parameter server's task address (see strategies.cluster.udp); what did not come is
+  # filled by udp_fill ("nan", "zero" or "last"), waiting udp_linger seconds past a worker's answer.
+  udp_workers: int = 0
+  udp_datagram_bytes: int = 1472
+  udp_fill: str = "nan"
+  udp_linger: float = 0.005
 
   def get_config(self) -> dict[str, Any]:
     return dataclasses.asdict(self)
@@ -213,6 +220,22 @@ def trim_evaluations(path: str, resumed_step: int) -> int:
   return dropped
 
 
+def absorbs_lost_coordinates(rule: gars.Rule, n: int, f: int, args: dict[str, Any]) -> bool:
+  """Whether `rule` gives a finite result when every row has one NaN coordinate, no two rows the same one.
+
+  What a lossy UDP link does to rows whose lost chunks are NaN: coordinate-wise
+  rules pass this (each coordinate has a single NaN), rules that score whole
+  rows (Krum, Bulyan, ...) do not.
+  """
+  rows = np.random.default_rng(0).normal(size=(n, n)).astype(np.float32)
+  np.fill_diagonal(rows, np.nan)
+  try:
+    result = rule.aggregate(tf.constant(rows), f, **args)
+  except (ValueError, tf.errors.InvalidArgumentError):
+    return False
+  return bool(np.isfinite(result.numpy()).all())
+
+
 def _evaluation_step(line: str) -> int | None:
   fields = line.split("\t")
   try:
@@ -249,6 +272,9 @@ class Training:
     if config.compression and (config.workers or config.redundancy):
       raise ValueError("--compression runs in local mode without --redundancy, for now: the simulated workers "
                        "compress, and the parameter server decodes before the rule")
+    if config.udp_workers and (not config.workers or self.in_graph or config.cluster is None):
+      raise ValueError("--UDP sends worker processes' rows to this parameter server: it needs --server JSON and "
+                       "the gRPC transport (the default)")
     if self.in_graph and config.redundancy:
       raise ValueError("--redundancy runs over the gRPC transport (the default), not --transport tf: the parameter "
                        "server votes on the copies that the worker processes send")
@@ -384,6 +410,12 @@ class Training:
                                                       config.nb_decl_byz_workers, config.aggregator_args)
     logging.info("A step goes on without up to %d absent worker(s) (deadline %g s, %g s for the first step)",
                  self.tolerated_missing, config.step_timeout, config.start_timeout)
+    if config.udp_workers and config.udp_fill == "nan" and not absorbs_lost_coordinates(
+        rule, config.nb_workers, config.nb_decl_byz_workers, config.aggregator_args):
+      raise ValueError(f"--UDP with --udp-fill nan: a lost chunk leaves NaN coordinates in a row, and "
+                       f"{config.aggregator} then refuses whole rows (it scores rows, not coordinates), so a lossy "
+                       "network would leave it nothing: use a coordinate-wise rule (median, trimmed-mean, phocas, "
+                       "averaged-median, average-nan) or --udp-fill zero|last")
 
   def _start_pool(self) -> None:
     from strategies.cluster import pool, spec  # pylint: disable=g-import-not-at-top
@@ -401,7 +433,18 @@ class Training:
         "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args,
         "redundancy": {"placement": config.redundancy, "replication": config.replication,
                        "args": config.redundancy_args, "file_f": self.pipeline.file_f} if config.redundancy else None},
-        files_per_worker=self.pipeline.files_per_worker if config.redundancy else 1)
+        files_per_worker=self.pipeline.files_per_worker if config.redundancy else 1,
+        udp_config=self._udp_config())
+
+  def _udp_config(self):
+    config = self.config
+    if not config.udp_workers:
+      return None
+    from strategies.cluster import spec, udp  # pylint: disable=g-import-not-at-top
+    if config.udp_workers > config.nb_workers:
+      raise ValueError(f"--UDP {config.udp_workers}: there are {config.nb_workers} workers")
+    address = spec.parse_address(config.cluster[config.ps_job][0], f"parameter server task {config.ps_job}:0")
+    return udp.UdpConfig(config.udp_workers, address, config.udp_datagram_bytes, config.udp_fill, config.udp_linger)
 
   def _restore(self, learning_rate: Any) -> None:
     """Sets up the checkpoint and resumes from the latest one in the checkpoint directory, if any."""
@@ -716,8 +759,10 @@ class Training:
           tf.summary.text("run/provenance", provenance.as_markdown(run_record))
     study_writer = None
     if config.study_period:
+      udp = self.pool.udp if self.pool is not None else None
       study_writer = StudyWriter(self.pipeline.study, config.study_file, summary_writer,
-                                 [v.value for v in self.model.trainable_variables], self.initial_weights)
+                                 [v.value for v in self.model.trainable_variables], self.initial_weights,
+                                 extras=udp.stats if udp is not None else None)
 
     def record_evaluation(at_step: int) -> None:
       results = self.evaluate()
@@ -794,6 +839,13 @@ class Training:
                                           "--compression their payloads")
             for variable in self.model.trainable_variables:
               tf.summary.histogram(f"weights/{variable.path}", variable.value)
+            if self.pool is not None and self.pool.udp is not None:
+              udp = self.pool.udp
+              for name, value in udp.stats().items():
+                tf.summary.scalar(name, value)
+              for reason, count in udp.dropped.items():
+                tf.summary.scalar(f"udp/dropped/{reason}", count,
+                                  description="Datagrams refused for this reason, to this step")
         if evaluation_trigger(current) and current < end_step:
           record_evaluation(current)
         if checkpoint_trigger(current):

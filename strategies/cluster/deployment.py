@@ -56,7 +56,7 @@ class Deployment:
                remote_dir: str = DEFAULT_REMOTE_DIR, nice_jobs: Sequence[str] = (), transport: str = "grpc",
                attack: str | None = None,
                attack_args: Sequence[str] = (), nb_byzantine: int = 0, omit: TaskId | None = None,
-               start_timeout: float = 120.0, progress=None):
+               start_timeout: float = 120.0, udp_workers: int = 0, udp_drop_rate: float = 0.0, progress=None):
     self.spec = spec
     self.worker_job = worker_job
     addresses = spec.tasks(worker_job, "worker job (--wk-job-name)")
@@ -80,6 +80,8 @@ class Deployment:
     self.attack = attack
     self.attack_args = list(attack_args)
     self.start_timeout = start_timeout
+    self.udp_workers = udp_workers
+    self.udp_drop_rate = udp_drop_rate
     self.progress = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     self.id = hashlib.sha256(spec.to_json().encode()).hexdigest()[:12]
     self.remote_dir = remote_dir.rstrip("/") or "/"
@@ -91,6 +93,8 @@ class Deployment:
     command = [self.remote_python, f"{self.remote_root}/deploy.py", "--cluster", "cluster.json", "--id",
                str(task.task), "--wk-job-name", self.worker_job, "--credentials", f"credentials-{task.name}",
                "--transport", self.transport]
+    if self.udp_workers:
+      command += ["--UDP", str(self.udp_workers), "--udp-drop-rate", str(self.udp_drop_rate)]
     if task.byzantine:
       command += ["--attack", self.attack] + (["--attack-args", *self.attack_args] if self.attack_args else [])
     if task.task.job in self.nice_jobs:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import select
+import socket
 import time
 from typing import Any, Mapping, Sequence
 
@@ -25,7 +27,7 @@ import grpc
 import numpy as np
 from absl import logging
 
-from strategies.cluster import credentials, wire, worker
+from strategies.cluster import credentials, udp, wire, worker
 from strategies.cluster.spec import Address, ClusterError
 
 
@@ -64,20 +66,28 @@ class WorkerPool:
     self._reconfiguring: dict[int, grpc.Future] = {}
     self.refused: collections.Counter = collections.Counter()  # (worker, reason) -> count
     self.failures: collections.Counter = collections.Counter()  # (worker, gRPC status) -> count
+    self.udp: udp.UdpReceiver | None = None
+    self._wake_read = self._wake_write = None
 
   def describe(self, index: int) -> str:
     return f"worker {index} at {self.addresses[index]}"
 
-  def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1) -> None:
+  def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1,
+                udp_config: udp.UdpConfig | None = None) -> None:
     """Sends each worker its job (all at once); every worker must accept it within the start timeout.
 
     `largest_request`: the size of the largest step message (default: a weights message).
     `files_per_worker`: with a redundancy defence, each worker's row is that many gradients end to end.
+    `udp_config`: the first `udp_config.nb_workers` workers send their rows over UDP (see `udp`).
     """
     self._job = dict(job)
     self.dimension = int(job["dimension"])
     self.row_dimension = self.dimension * files_per_worker
     self._connect(wire.row_size(self.row_dimension), largest_request or wire.weights_size(self.dimension))
+    if udp_config is not None and udp_config.nb_workers:
+      if udp_config.nb_workers > self.nb_workers:
+        raise ClusterError(f"--UDP {udp_config.nb_workers}: there are only {self.nb_workers} workers")
+      self.udp = udp.UdpReceiver(udp_config, range(udp_config.nb_workers), self.row_dimension)
     calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
     problems = []
     for index, call in enumerate(calls):
@@ -96,6 +106,10 @@ class WorkerPool:
     """One channel per worker, which takes no answer larger than a row (gRPC refuses a longer one unread)."""
     self.close()
     self._channels, self._configure, self._compute = [], [], []
+    # Woken by the gRPC threads when a call ends, so that one `select` waits for the calls and the datagrams.
+    self._wake_read, self._wake_write = socket.socketpair()
+    self._wake_read.setblocking(False)
+    self._wake_write.setblocking(False)
     for index, address in enumerate(self.addresses):
       channel = grpc.secure_channel(str(address), self._channel_credentials, options=[
           # TLS checks that the far end holds worker `index`'s certificate, whatever the address.
@@ -109,13 +123,18 @@ class WorkerPool:
       self._compute.append(channel.unary_unary(worker.COMPUTE))
 
   def _job_for(self, index: int) -> bytes:
-    return json.dumps({**self._job, "worker": index}).encode()
+    return json.dumps({**self._job, "worker": index,
+                       "udp": self.udp.job_field(index) if self.udp is not None else None}).encode()
+
+  def _sends_udp(self, index: int) -> bool:
+    return self.udp is not None and index < len(self.udp.workers)
 
   def _check_configured(self, index: int, answer: bytes) -> None:
     try:
       reply = json.loads(answer)
-      ok = reply["worker"] == index and reply["dimension"] == self.dimension and reply["run"] == self._job["run"]
-    except (ValueError, KeyError, TypeError):
+      ok = (reply["worker"] == index and reply["dimension"] == self.dimension and reply["run"] == self._job["run"]
+            and reply.get("udp", False) == self._sends_udp(index))
+    except (ValueError, KeyError, TypeError, AttributeError):
       ok = False
     if not ok:
       raise ClusterError(f"{self.describe(index)} answered the job with {answer[:200]!r}, expected worker {index} "
@@ -135,23 +154,58 @@ class WorkerPool:
     else:
       requests = [wire.encode_batch(step, weights, x, y) for x, y in batches]
     started = time.monotonic()
+    deadline = started + timeout + 0.5  # gRPC ends each call at `timeout`; the half second is its slack
+    answered_at: dict[int, float] = {}
+    wake = self._wake_write
+
+    def ended(index: int):
+      def callback(_):
+        answered_at[index] = time.monotonic()
+        try:
+          wake.send(b"\0")
+        except OSError:  # the wake-up socket is full: the loop is awake anyway
+          pass
+      return callback
+
+    if self.udp is not None:
+      self.udp.begin(step)
     calls = {i: self._compute[i].future(requests[i], timeout=timeout) for i in range(self.nb_workers)
              if i not in self._reconfiguring}
+    for index, call in calls.items():
+      call.add_done_callback(ended(index))
     n, d = self.nb_workers, self.row_dimension
     result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
     # Wait for the present workers; the absent ones count only if they are in by then.
-    for index, call in calls.items():
-      if self.present[index]:
-        try:
-          call.exception(timeout=max(0.0, timeout - (time.monotonic() - started)) + 0.5)
-        except grpc.FutureTimeoutError:
+    waiting = [i for i in calls if self.present[i]]
+    sources = [self._wake_read] + ([self.udp.socket] if self.udp is not None else [])
+    while True:
+      now = time.monotonic()
+      if self.udp is not None:
+        self.udp.drain(now)
+      waiting = [i for i in waiting if not self._settled(i, answered_at.get(i), now)]
+      if not waiting or now >= deadline:
+        break
+      until = deadline if self.udp is None else min(deadline, self.udp.next_settle(answered_at))
+      select.select(sources, [], [], max(0.0, until - now))
+      try:
+        while self._wake_read.recv(4096):
           pass
+      except BlockingIOError:
+        pass
     for index, call in calls.items():
       result.present[index] = self._take(index, call, step, result)
     self.present = result.present.copy()
     return result
 
+  def _settled(self, index: int, answered_at: float | None, now: float) -> bool:
+    """Whether worker `index` is done for the step: its call ended and, over UDP, its row is in or given up."""
+    if not self._sends_udp(index):
+      return answered_at is not None
+    return self.udp.settled(index, answered_at, now)
+
   def _take(self, index: int, call: grpc.Future, step: int, result: StepRows) -> bool:
+    over_udp = self._sends_udp(index)
+    udp_row = self.udp.finish(index)[0] if over_udp else None  # its chunks are counted whatever its call did
     if not call.done():
       call.cancel()
       self.failures[(index, "deadline")] += 1
@@ -172,11 +226,17 @@ class WorkerPool:
       self.failures[(index, "deadline")] += 1
       return False
     try:
-      row, loss, accuracy = wire.decode_row(answer, step, self.row_dimension)
+      # A UDP worker answers with its loss and accuracy alone: its values came as datagrams.
+      row, loss, accuracy = wire.decode_row(answer, step, 0 if over_udp else self.row_dimension)
     except wire.RefusedMessage as error:
       self.refused[(index, error.reason)] += 1
       logging.warning("Refused the row of %s for step %d: %s", self.describe(index), step, error)
       return False
+    if over_udp:
+      row = udp_row
+      if row is None:
+        self.failures[(index, "udp-lost")] += 1
+        return False
     result.rows[index] = row
     result.losses[index], result.accuracies[index] = loss, accuracy
     return True
@@ -207,6 +267,13 @@ class WorkerPool:
     self._reconfiguring.clear()
     for channel in self._channels:
       channel.close()
+    if self.udp is not None:
+      self.udp.close()
+      self.udp = None
+    if self._wake_read is not None:
+      self._wake_read.close()
+      self._wake_write.close()
+      self._wake_read = self._wake_write = None
 
 
 def _explain(error: grpc.RpcError, timeout: float) -> str:

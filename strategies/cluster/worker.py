@@ -49,6 +49,8 @@ COMMON_FIELDS: dict[str, type | tuple[type, ...]] = {
     "run": str, "kind": str, "seed": int, "worker": int, "nb_workers": int, "nb_decl_byz_workers": int,
     "nb_real_byz_workers": int, "aggregator": str, "aggregator_args": dict, "gradient_clip": (int, float, type(None)),
     "momentum": (int, float), "dampening": (int, float), "momentum_at": str, "dimension": int,
+    # Over UDP (see strategies.cluster.udp): where to send the rows, under which key, in datagrams of what size.
+    "udp": (dict, type(None)),
 }
 JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # runner.py --server: an experiment by name, whose data each worker reads itself.
@@ -235,11 +237,17 @@ class WorkerJob:
 class WorkerService:
   """The two methods, for the parameter server's identity only; one job at a time."""
 
-  def __init__(self, index: int, attack: str | None = None, attack_args: Mapping[str, Any] | None = None):
+  def __init__(self, index: int, attack: str | None = None, attack_args: Mapping[str, Any] | None = None,
+               udp_workers: int = 0, udp_drop_rate: float = 0.0):
+    """`udp_workers`: this task sends its rows over UDP when the job asks, if its index is below it
+    (`deploy.py --UDP N`); `udp_drop_rate`: the fraction of its datagrams it drops on purpose."""
     self.index = index
     self.attack = attack
     self.attack_args = dict(attack_args or {})
+    self.udp_workers = udp_workers
+    self.udp_drop_rate = udp_drop_rate
     self.job: Any = None  # a WorkerJob or a keras_job.KerasJob
+    self.sender: Any = None  # a udp.UdpSender while the job sends over UDP
     self._lock = threading.Lock()
     self.refused = 0
 
@@ -258,6 +266,17 @@ class WorkerService:
                          "the worker job's tasks in the cluster JSON")
       with self._lock:
         self.job = None
+        if self.sender is not None:
+          self.sender.close()
+          self.sender = None
+        if job["udp"] is not None:
+          if self.index >= self.udp_workers:
+            raise ValueError(f"the parameter server asks worker {self.index} to send its rows over UDP, "
+                             "authenticated but not encrypted, and this task allows it to workers below "
+                             f"{self.udp_workers} only: restart it with `deploy.py ... --UDP N`, N > {self.index}, "
+                             "or give runner.py a smaller --UDP")
+          from strategies.cluster import udp  # pylint: disable=g-import-not-at-top
+          self.sender = udp.UdpSender(job["udp"], self.index, self.udp_drop_rate, job["seed"])
         if job["kind"] == "keras":
           from strategies.cluster import keras_job  # pylint: disable=g-import-not-at-top
           self.job = keras_job.KerasJob(job, self.attack, self.attack_args)
@@ -268,7 +287,8 @@ class WorkerService:
     logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"],
                  job.get("experiment", "a Keras model"), self.job.dimension,
                  f", Byzantine with {self.attack}" if self.attack else "")
-    return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"]}).encode()
+    return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"],
+                       "udp": self.sender is not None}).encode()
 
   def compute(self, request: bytes, context: grpc.ServicerContext) -> bytes:
     self._authorise(context)
@@ -277,18 +297,25 @@ class WorkerService:
       if job is None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"worker {self.index} has no job: call Configure")
       try:
-        return job.answer(request)
+        answer = job.answer(request)
       except wire.RefusedMessage as error:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
+      if self.sender is None:
+        return answer
+      # Over UDP: the values as datagrams, then the answer with the loss and accuracy alone.
+      _, step, count, loss, accuracy = wire.ROW_HEADER.unpack_from(answer)
+      self.sender.send(step, np.frombuffer(answer, wire.DTYPE, count, wire.ROW_HEADER.size))
+      return wire.encode_row(step, np.zeros(0, np.float32), loss, accuracy)
 
 
 def serve(address: Address, index: int, credentials_dir: str, attack: str | None = None,
           attack_args: Mapping[str, Any] | None = None,
-          max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
-  """Serves worker `index` on `address` until SIGTERM or SIGINT."""
+          max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, udp_workers: int = 0,
+          udp_drop_rate: float = 0.0) -> None:
+  """Serves worker `index` on `address` until SIGTERM or SIGINT (see `WorkerService` for the UDP arguments)."""
   logging.set_verbosity(logging.INFO)
   server_credentials = credentials.server_credentials(credentials_dir, index)
-  service = WorkerService(index, attack, attack_args)
+  service = WorkerService(index, attack, attack_args, udp_workers, udp_drop_rate)
   handlers = {
       "Configure": grpc.unary_unary_rpc_method_handler(service.configure),
       "Compute": grpc.unary_unary_rpc_method_handler(service.compute),

@@ -58,7 +58,7 @@ def experiment_job(index: int, placement: redundancy.Placement, **fields) -> dic
   job = {"run": "test", "kind": "experiment", "seed": 0, "worker": index, "nb_workers": placement.nb_workers,
          "nb_decl_byz_workers": 0, "nb_real_byz_workers": 0, "aggregator": "median", "aggregator_args": {},
          "gradient_clip": None, "momentum": 0.0, "dampening": 0.0, "momentum_at": "update", "dimension": dimension,
-         "experiment": "digits", "experiment_args": {}, "label_flip": False, "l1_regularize": 0.0,
+         "experiment": "digits", "experiment_args": {}, "label_flip": False, "l1_regularize": 0.0, "udp": None,
          "l2_regularize": 0.0, "local_steps": 1, "learning_rate": "fixed", "learning_rate_args": {},
          "redundancy": {"placement": "mols", "replication": 3, "args": {}, "file_f": 3}, **fields}
   return worker.check_job(job)
