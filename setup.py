@@ -27,7 +27,7 @@ setup(
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],
-        "test": ["pytest>=8", "tensorflow-datasets>=4.9", "importlib_resources"],
+        "test": ["pytest>=8", "tensorflow-datasets>=4.9", "importlib_resources", "hypothesis>=6", "atheris>=2.3"],
     },
     entry_points={"console_scripts": ["aggregathor-runner=runner:main"]},
 )

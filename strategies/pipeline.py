@@ -37,7 +37,10 @@ class GradientPipeline:
                nb_real_byz_workers: int = 0, attack: str | attacks.Attack | None = None,
                aggregator_args: Mapping[str, Any] | None = None, attack_args: Mapping[str, Any] | None = None,
                momentum: float = 0.0, momentum_at: str = "update", dampening: float = 0.0,
-               clip: float | None = None, study_period: int = 0):
+               clip: float | None = None, study_period: int = 0, hold_undecided: bool = False):
+    """`hold_undecided`: a coordinate the rule leaves non-finite (e.g. too many of its rows lost their chunk on a
+    lossy UDP link, as NaN, which the rules sort past every finite value) moves by 0 this step, instead of
+    making the weights NaN."""
     for name, value, minimum in (("nb_workers", nb_workers, 1), ("nb_decl_byz_workers", nb_decl_byz_workers, 0),
                                  ("nb_real_byz_workers", nb_real_byz_workers, 0), ("study_period", study_period, 0)):
       if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -73,6 +76,10 @@ class GradientPipeline:
     self.momentum_at = momentum_at
     self.dampening = float(dampening)
     self.clip = None if clip is None else float(clip)
+    if hold_undecided and momentum and momentum_at == "server":
+      raise ValueError("momentum at the server keeps each worker's rows, lost coordinates (NaN) included: with "
+                       "lossy rows, put the momentum at the update or at the workers")
+    self.hold_undecided = hold_undecided
     self.study = StudyRecorder(nb_workers, nb_real_byz_workers, study_period, selects=self.rule.selects)
     self._worker_momentum: tf.Variable | None = None
     self._update_momentum: tf.Variable | None = None
@@ -151,6 +158,8 @@ class GradientPipeline:
                                                             **self.aggregator_args)
       if selected is not None:
         selected = tf.scatter_nd(kept, selected, [n])
+    if self.hold_undecided:
+      aggregated = tf.where(tf.math.is_finite(aggregated), aggregated, tf.zeros_like(aggregated))
     applied = aggregated
     if self.momentum and self.momentum_at == "update":
       applied = self._accumulate(self._update_momentum, aggregated)

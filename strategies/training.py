@@ -275,6 +275,9 @@ class Training:
     if config.udp_workers and (not config.workers or self.in_graph or config.cluster is None):
       raise ValueError("--UDP sends worker processes' rows to this parameter server: it needs --server JSON and "
                        "the gRPC transport (the default)")
+    if config.udp_workers and config.redundancy:
+      raise ValueError("--UDP with --redundancy: the vote compares whole copies of each file, and a copy with a "
+                       "lost chunk would match none; run the redundancy defences over the default transport")
     if self.in_graph and config.redundancy:
       raise ValueError("--redundancy runs over the gRPC transport (the default), not --transport tf: the parameter "
                        "server votes on the copies that the worker processes send")
@@ -312,7 +315,8 @@ class Training:
         self.pipeline = GradientPipeline(
             rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers, None,
             config.aggregator_args, momentum=0.0 if config.momentum_at == "worker" else config.momentum,
-            momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period)
+            momentum_at=config.momentum_at, dampening=config.dampening, study_period=config.study_period,
+            hold_undecided=bool(config.udp_workers) and config.udp_fill == "nan")
     elif config.redundancy:
       self.pipeline = self._redundancy_pipeline(rule)
       self.strategy = ByzantineStrategy(rule, self.pipeline.nb_workers, pipeline=self.pipeline)

@@ -83,7 +83,8 @@ class UdpReceiver:
                          f"the cluster JSON): {error.strerror}; free that UDP port or fix the cluster JSON") from error
     self.socket.setblocking(False)
     step_bytes = len(self.workers) * self.nb_chunks * (config.datagram_bytes + 64)
-    got = _buffer_size(self.socket, 2 * step_bytes)
+    # Room for two steps, and for bursts of junk between two reads: at least 16 MB.
+    got = _buffer_size(self.socket, max(2 * step_bytes, 16 << 20))
     if got < step_bytes:
       logging.warning("The UDP receive buffer holds %d bytes, less than one step's %d datagram bytes: under load "
                       "this host drops chunks itself. Raise net.core.rmem_max (sysctl) to at least %d",

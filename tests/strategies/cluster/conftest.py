@@ -37,10 +37,12 @@ class Cluster:
     credentials.make_credentials(self.credentials, nb_workers)
     self.processes: list[subprocess.Popen] = []
     self.workers: dict[int, subprocess.Popen] = {}
+    # Wraps every command line, e.g. in a network namespace (strategies.cluster.lossy_link's `command`).
+    self.wrap = lambda command: command
 
   def spawn(self, command: list[str], log: pathlib.Path) -> subprocess.Popen:
     handle = open(log, "w", encoding="utf-8")  # pylint: disable=consider-using-with
-    process = subprocess.Popen(command, cwd=self.root, env=ENVIRONMENT, stdout=handle, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(self.wrap(command), cwd=self.root, env=ENVIRONMENT, stdout=handle, stderr=subprocess.STDOUT)
     handle.close()
     self.processes.append(process)
     return process
