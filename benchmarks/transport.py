@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Step rate and final accuracy per transport on a lossy, rate-limited loopback (a network namespace of its own).
+
+Every process (n worker tasks, the parameter server) runs inside one namespace
+made by `strategies.cluster.lossy_link`; the kernel drops `--loss` of all the
+packets, TCP's and UDP's alike, and caps the link at `--rate-mbit` when given.
+For each condition, runner.py trains MNIST's MLP (or the embedded digits)
+with median over:
+- grpc: the default transport, every row over mutual TLS (TCP);
+- udp: the same, but all n rows as authenticated datagrams (--UDP n);
+- mpi: Horovod (`--MPI`), not built on this machine yet: shown as such.
+Each figure is runner.py's steady-state steps/s, the gradient throughput that
+makes (n rows of d float32 a step), and the final test accuracy.
+
+  python benchmarks/transport.py                                  # 0%, 1%, 5% loss; then 2% at 400 Mbit/s
+  python benchmarks/transport.py --conditions 0.02:200 --steps 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+from strategies.cluster import credentials, lossy_link, spec  # pylint: disable=wrong-import-position
+
+ENVIRONMENT = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+STEADY = re.compile(r"Trained (\d+) steps in \S+ s: \S+ steps/s \((\S+) steps/s after the first")
+ACCURACY = re.compile(r"\t(\d+)\taccuracy:(\S+)\t")
+
+
+def data_args() -> list[str]:
+  root = pathlib.Path(os.environ.get("AGGREGATHOR_DATA", REPO_ROOT.parent / "shared" / "data")) / "mnist"
+  if root.is_dir():
+    return ["--experiment", "mnist", "--experiment-args", f"idx-dir:{root}"]
+  return ["--experiment", "digits"]
+
+
+def run_condition(loss: float, rate: float | None, nb_workers: int, steps: int, folder: pathlib.Path) -> dict:
+  cluster = spec.loopback_cluster(nb_workers)
+  cluster_path = folder / "cluster.json"
+  cluster_path.write_text(json.dumps(cluster))
+  creds = folder / "creds"
+  credentials.make_credentials(creds, nb_workers)
+  results = {}
+  with lossy_link.LossyLoopback(loss=0.0) as link:
+    workers = [subprocess.Popen(link.command([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster",
+                                              str(cluster_path), "--id", f"workers:{i}", "--credentials", str(creds),
+                                              "--UDP", str(nb_workers)]),
+                                env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for i in range(nb_workers)]
+    try:
+      link.reshape(loss, rate)
+      for transport, extra in (("grpc", []), ("udp", ["--UDP", str(nb_workers), "--udp-linger", "0.002"])):
+        evaluation = folder / f"{transport}-{loss}-{rate}.tsv"
+        command = link.command([
+            sys.executable, str(REPO_ROOT / "runner.py"), "--server", str(cluster_path), "--credentials", str(creds),
+            "--nb-workers", str(nb_workers), "--nb-decl-byz-workers", "1", "--aggregator", "median",
+            *data_args(), "--max-steps", str(steps), "--evaluation-delta", str(10 * steps), "--evaluation-file",
+            str(evaluation), "--evaluation-period", "-1", "--checkpoint-period", "-1", "--summary-period", "-1",
+            "--start-timeout", "300", "--step-timeout", "30", *extra])
+        done = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=3600)
+        match = STEADY.search(done.stdout)
+        accuracy = ACCURACY.findall(evaluation.read_text()) if evaluation.exists() else []
+        lost = re.search(r"UDP: (\d+) chunk", done.stderr)
+        results[transport] = {"steps/s": float(match[2]) if match else float("nan"),
+                              "accuracy": float(accuracy[-1][1]) if accuracy else float("nan"),
+                              "lost": int(lost[1]) if lost else 0, "status": done.returncode,
+                              "method": link.method}
+        if done.returncode:
+          print(done.stderr[-2000:], file=sys.stderr)
+    finally:
+      for worker in workers:
+        worker.terminate()
+      for worker in workers:
+        worker.wait(timeout=30)
+  return results
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--workers", type=int, default=4)
+  parser.add_argument("--steps", type=int, default=300)
+  parser.add_argument("--conditions", nargs="*", default=["0", "0.01", "0.05", "0.02:400"],
+                      metavar="LOSS[:MBIT]", help="loss fractions, each with an optional rate limit in Mbit/s")
+  flags = parser.parse_args()
+  why = lossy_link.available()
+  if why:
+    sys.exit(f"benchmarks/transport.py needs a lossy network namespace: {why}")
+  import experiments  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  name = data_args()[1]
+  dimension = sum(int(np.prod(v.shape)) for v in experiments.get(name).build_model().trainable_variables)
+  row_mb = 4 * dimension / 1e6
+  print(f"{name}, d={dimension}, n={flags.workers}, median, {flags.steps} steps; MPI: not built here (issue 10)")
+  print("| loss | rate | link | grpc steps/s | udp steps/s | udp/grpc | grpc MB/s | udp MB/s | grpc acc | udp acc "
+        "| udp chunks lost |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  with tempfile.TemporaryDirectory(prefix="aggregathor-transport-") as folder:
+    for index, condition in enumerate(flags.conditions):
+      loss, _, rate = condition.partition(":")
+      where = pathlib.Path(folder) / str(index)
+      where.mkdir()
+      result = run_condition(float(loss), float(rate) if rate else None, flags.workers, flags.steps, where)
+      grpc, udp = result["grpc"], result["udp"]
+      print(f"| {100 * float(loss):g}% | {rate + ' Mbit/s' if rate else '-'} | {udp['method']} | "
+            f"{grpc['steps/s']:.1f} | {udp['steps/s']:.1f} | {udp['steps/s'] / grpc['steps/s']:.2f} | "
+            f"{grpc['steps/s'] * flags.workers * row_mb:.1f} | {udp['steps/s'] * flags.workers * row_mb:.1f} | "
+            f"{grpc['accuracy']:.4f} | {udp['accuracy']:.4f} | {udp['lost']} |", flush=True)
+
+
+if __name__ == "__main__":
+  main()
