@@ -80,7 +80,11 @@ def run_condition(loss: float, rate: float | None, nb_workers: int, steps: int, 
       for worker in workers:
         worker.terminate()
       for worker in workers:
-        worker.wait(timeout=30)
+        try:
+          worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+          worker.kill()
+          worker.wait(timeout=30)
   return results
 
 
