@@ -445,8 +445,6 @@ class Training:
     if not config.udp_workers:
       return None
     from strategies.cluster import spec, udp  # pylint: disable=g-import-not-at-top
-    if config.udp_workers > config.nb_workers:
-      raise ValueError(f"--UDP {config.udp_workers}: there are {config.nb_workers} workers")
     address = spec.parse_address(config.cluster[config.ps_job][0], f"parameter server task {config.ps_job}:0")
     return udp.UdpConfig(config.udp_workers, address, config.udp_datagram_bytes, config.udp_fill, config.udp_linger)
 

@@ -87,7 +87,7 @@ class WorkerPool:
     if udp_config is not None and udp_config.nb_workers:
       if udp_config.nb_workers > self.nb_workers:
         raise ClusterError(f"--UDP {udp_config.nb_workers}: there are only {self.nb_workers} workers")
-      self.udp = udp.UdpReceiver(udp_config, range(udp_config.nb_workers), self.row_dimension)
+      self.udp = udp.UdpReceiver(udp_config, self.row_dimension)
     calls = [self._configure[i].future(self._job_for(i), timeout=self.start_timeout) for i in range(self.nb_workers)]
     problems = []
     for index, call in enumerate(calls):

@@ -25,7 +25,7 @@ import dataclasses
 import errno
 import os
 import socket
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 from absl import logging
@@ -65,9 +65,9 @@ def _buffer_size(sock: socket.socket, wanted: int) -> int:
 class UdpReceiver:
   """The parameter server's UDP socket and the reassembly of one step's rows."""
 
-  def __init__(self, config: UdpConfig, workers: Sequence[int], dimension: int):
+  def __init__(self, config: UdpConfig, dimension: int):
     self.config = config
-    self.workers = list(workers)
+    self.workers = list(range(config.nb_workers))
     self.dimension = dimension
     self.per_chunk = datagrams.values_per_chunk(config.datagram_bytes)
     self.nb_chunks = datagrams.nb_chunks(dimension, self.per_chunk)

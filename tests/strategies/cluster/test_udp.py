@@ -29,9 +29,9 @@ def free_udp_port() -> int:
     return sock.getsockname()[1]
 
 
-def receiver(dimension=1000, workers=(0, 1), fill="nan", datagram_bytes=256, linger=0.005):
-  config = udp.UdpConfig(len(workers), Address("127.0.0.1", free_udp_port()), datagram_bytes, fill, linger)
-  return udp.UdpReceiver(config, workers, dimension)
+def receiver(dimension=1000, workers=2, fill="nan", datagram_bytes=256, linger=0.005):
+  config = udp.UdpConfig(workers, Address("127.0.0.1", free_udp_port()), datagram_bytes, fill, linger)
+  return udp.UdpReceiver(config, dimension)
 
 
 def sender(rx: udp.UdpReceiver, worker: int, drop_rate=0.0) -> udp.UdpSender:
@@ -86,7 +86,7 @@ def test_the_last_policy_keeps_each_coordinate_last_received():
 
 
 def test_forged_replayed_stale_and_foreign_datagrams_are_dropped_and_counted():
-  rx = receiver(workers=(0, 1))
+  rx = receiver(workers=2)
   try:
     honest, other = sender(rx, 0), sender(rx, 1)
     row = np.ones(1000, np.float32)
@@ -115,7 +115,7 @@ def test_forged_replayed_stale_and_foreign_datagrams_are_dropped_and_counted():
 
 
 def test_a_row_settles_once_answered_complete_or_lingered():
-  rx = receiver(workers=(0,), linger=0.05)
+  rx = receiver(workers=1, linger=0.05)
   try:
     tx = sender(rx, 0)
     rx.begin(0)
@@ -147,13 +147,13 @@ def test_bad_settings_say_what_to_do():
   try:
     config = udp.UdpConfig(1, Address("127.0.0.1", held.getsockname()[1]))
     with pytest.raises(ClusterError, match="free that UDP port or fix the cluster JSON"):
-      udp.UdpReceiver(config, [0], 10)
+      udp.UdpReceiver(config, 10)
   finally:
     held.close()
 
 
 def test_the_sender_side_drop_rate_drops_that_share():
-  rx = receiver(dimension=100_000, workers=(0,))
+  rx = receiver(dimension=100_000, workers=1)
   try:
     tx = sender(rx, 0, drop_rate=0.1)
     sent = tx.send(0, np.zeros(100_000, np.float32))
