@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "runtime in-graph as the original AggregaThor (every task, this one included, then runs a "
                      "TensorFlow server that executes any graph it is sent: trusted networks only; --attack "
                      "simulates the Byzantine workers here)")
+  group.add_argument("--MPI", action="store_true", dest="mpi",
+                     help="run as one rank of an MPI job (mpirun -np N+1 python runner.py --MPI ...): rank 0 is the "
+                     "parameter server, ranks 1 to N the workers, the last --nb-real-byz-workers of them running "
+                     "--attack; the rows go through Horovod's collectives, which have no authentication (see the "
+                     "README's MPI section)")
   group.add_argument("--step-timeout", type=float, default=10.0,
                      help="seconds each step waits for the workers' rows; a step goes on without the late ones "
                      "while the rule's condition holds on the rows received")
@@ -271,6 +276,12 @@ def check_flags(flags: argparse.Namespace) -> None:
   for name in ("step_timeout", "start_timeout"):
     if not getattr(flags, name) > 0:
       raise UsageError(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(flags, name)}")
+  if flags.mpi:
+    clashes = [flag for flag, used in (("--server", flags.server), ("--transport tf", flags.transport == "tf"),
+                                       ("--UDP", flags.udp)) if used]
+    if clashes:
+      raise UsageError(f"--MPI's workers are the ranks of the MPI job, and their rows go through it: drop "
+                       f"{', '.join(clashes)}")
 
 
 def cluster_workers(flags: argparse.Namespace) -> list[str] | None:
@@ -361,6 +372,11 @@ def run(argv: Sequence[str] | None = None, keep_alive: list | None = None) -> in
   flags = parser.parse_args(argv)
   try:
     check_flags(flags)
+    if flags.mpi:
+      from strategies.cluster import mpi  # pylint: disable=g-import-not-at-top
+      rank = mpi.require_world(flags.nb_workers)
+      if rank > 0:
+        return serve_worker_rank(flags, rank)
     redirect_outputs(flags.stdout_to, flags.stderr_to)
     training = build_training(flags)
   except UsageError as error:
@@ -375,6 +391,19 @@ def run(argv: Sequence[str] | None = None, keep_alive: list | None = None) -> in
   if keep_alive is not None:
     keep_alive.append(training)
   return training.run()
+
+
+def serve_worker_rank(flags: argparse.Namespace, rank: int) -> int:
+  """runner.py --MPI on ranks 1 to n: worker rank-1, Byzantine (running --attack) if among the last
+  --nb-real-byz-workers; its output goes to mpirun's, not to --stdout-to and --stderr-to (rank 0's)."""
+  from strategies.cluster import mpi  # pylint: disable=g-import-not-at-top
+  index = rank - 1
+  byzantine = index >= flags.nb_workers - flags.nb_real_byz_workers and flags.attack
+  attack_args = {}
+  if byzantine:
+    from aggregathor import attacks  # pylint: disable=g-import-not-at-top
+    attack_args = typed_args(attacks.get(flags.attack).params, flags.attack_args, "--attack-args")
+  return mpi.serve(flags.attack if byzantine else None, attack_args)
 
 
 def main() -> None:
@@ -425,7 +454,7 @@ def build_training(flags: argparse.Namespace):
   import strategies  # pylint: disable=g-import-not-at-top
   workers = cluster_workers(flags)
   use_gpu = select_devices(flags)
-  if workers is None:  # on a cluster, the workers' devices are theirs
+  if workers is None and not flags.mpi:  # on a cluster, the workers' devices are theirs
     replicas = flags.nb_workers
     if flags.redundancy:
       from aggregathor import redundancy  # pylint: disable=g-import-not-at-top
@@ -469,7 +498,7 @@ def build_training(flags: argparse.Namespace):
                              if checkpoint_dir and flags.study_period else None),
       log_period=flags.log_period,
       trace=flags.trace, no_wait=flags.no_wait, workers=workers, credentials=flags.credentials,
-      step_timeout=flags.step_timeout, start_timeout=flags.start_timeout, transport=flags.transport,
+      step_timeout=flags.step_timeout, start_timeout=flags.start_timeout, transport="mpi" if flags.mpi else flags.transport,
       cluster=cluster_jobs(flags) if workers else None, ps_job=flags.ps_job_name, worker_job=flags.wk_job_name,
       redundancy=flags.redundancy, redundancy_args=literal_pairs(flags.redundancy_args),
       replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,

@@ -95,6 +95,9 @@ class TrainingConfig:
   # "grpc": the parameter server calls its workers over mutual TLS and runs nothing they send (the default);
   # "tf": TensorFlow's runtime in-graph, for trusted networks only (see strategies.cluster.in_graph), which needs
   # the whole cluster (job -> tasks) and the parameter server's and workers' job names.
+  # "mpi": this process is rank 0 of an MPI job whose ranks 1 to nb_workers are the workers (runner.py --MPI under
+  # mpirun, see strategies.cluster.mpi); give no workers nor cluster, and the attack is the last
+  # nb_real_byz_workers ranks' to run.
   transport: str = "grpc"
   cluster: dict[str, list[str]] | None = None
   # A redundancy defence (see strategies.redundancy): the placement's name and arguments, each file's
@@ -248,9 +251,17 @@ class Training:
   """One run: built from a `TrainingConfig`, resumed from its checkpoint directory, trained by `run()`."""
 
   def __init__(self, config: TrainingConfig):
+    if config.transport not in ("grpc", "tf", "mpi"):
+      raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default), 'tf' or 'mpi'")
+    if config.transport == "mpi":
+      if config.workers or config.cluster:
+        raise ValueError("the MPI transport's workers are ranks 1 to n of the MPI job: give it neither workers "
+                         "nor a cluster (runner.py: --MPI without --server)")
+      if config.udp_workers:
+        raise ValueError("--UDP sends worker processes' rows to a parameter server's address; over --MPI every row "
+                         "goes through the MPI job: drop --UDP")
+      config = dataclasses.replace(config, workers=[f"MPI rank {rank}" for rank in range(1, config.nb_workers + 1)])
     self.config = config
-    if config.transport not in ("grpc", "tf"):
-      raise ValueError(f"unknown transport {config.transport!r}: expected 'grpc' (the default) or 'tf'")
     self.in_graph = bool(config.workers) and config.transport == "tf"
     if config.asynchronous:
       problems = [flag for flag, used in (
@@ -402,7 +413,7 @@ class Training:
     if len(config.workers) != config.nb_workers:
       raise ValueError(f"--nb-workers is {config.nb_workers} but the worker job has {len(config.workers)} task(s): "
                        "make them match")
-    if config.attack:
+    if config.attack and config.transport != "mpi":  # over MPI, the attack is the Byzantine ranks' own
       raise ValueError("--attack simulates Byzantine workers inside this process; on a cluster they are real "
                        "processes: start those workers with `deploy.py ... --attack NAME`, and give this parameter "
                        "server --nb-real-byz-workers for the study only")
@@ -422,10 +433,24 @@ class Training:
                        "averaged-median, average-nan) or --udp-fill zero|last")
 
   def _start_pool(self) -> None:
-    from strategies.cluster import pool, spec  # pylint: disable=g-import-not-at-top
     config = self.config
-    addresses = [spec.parse_address(task, "worker task") for task in config.workers]
-    self.pool = pool.WorkerPool(addresses, config.credentials, config.step_timeout, config.start_timeout)
+    if config.transport == "mpi":
+      from strategies.cluster import in_graph, mpi  # pylint: disable=g-import-not-at-top
+      # Past a collective's deadline: this step has not updated the variables, so they hold the last step's state.
+      self.pool = mpi.MpiPool(config.nb_workers, config.step_timeout, config.start_timeout,
+                              on_stall=lambda *_: in_graph.save_then_exit(self.manager, int(self.step.numpy())))
+    else:
+      from strategies.cluster import pool, spec  # pylint: disable=g-import-not-at-top
+      addresses = [spec.parse_address(task, "worker task") for task in config.workers]
+      self.pool = pool.WorkerPool(addresses, config.credentials, config.step_timeout, config.start_timeout)
+    try:
+      self._configure_pool()
+    except BaseException:
+      self.pool.close()  # over MPI, this ends the worker ranks' loop
+      raise
+
+  def _configure_pool(self) -> None:
+    config = self.config
     self.pool.configure({
         "run": os.urandom(8).hex(), "kind": "experiment", "experiment": config.experiment, "experiment_args": config.experiment_args,
         "seed": config.seed, "worker": 0, "nb_workers": config.nb_workers,

@@ -120,9 +120,11 @@ class Deadline:
   cancelled: a blocked step cannot be given up, only the process can.
   """
 
-  def __init__(self, timeout: float, reason: Callable[[], str], on_expire: Callable[[], Any] | None = None):
+  def __init__(self, timeout: float, reason: Callable[[], str], on_expire: Callable[[], Any] | None = None,
+               transport: str = "the in-graph transport"):
     self.timeout = timeout
     self.reason = reason
+    self.transport = transport
     self.on_expire = on_expire  # e.g. save_then_exit
     self._timer: threading.Timer | None = None
 
@@ -136,9 +138,9 @@ class Deadline:
     self._timer.cancel()
 
   def _expire(self) -> None:
-    logging.error("%s within %g s, and the in-graph transport cannot go on without a worker nor cancel the step: "
-                  "the parameter server stops here (exit status 3). Restart the stalled worker, then rerun to "
-                  "resume from the last checkpoint.", self.reason(), self.timeout)
+    logging.error("%s within %g s, and %s cannot go on without a worker nor cancel the step: the parameter "
+                  "server stops here (exit status 3). Restart the stalled worker, then rerun to resume from the "
+                  "last checkpoint.", self.reason(), self.timeout, self.transport)
     if self.on_expire is not None:
       try:
         self.on_expire()

@@ -97,6 +97,10 @@ class Collectives:
         timeout, lambda: f"MPI: {what} did not complete on every rank", transport="the MPI transport",
         on_expire=(lambda: on_stall(what, timeout)) if on_stall is not None else None)
 
+  def finalize(self) -> None:
+    """Ends Horovod and MPI in this process (every rank does once the run is over), so that mpirun exits 0."""
+    self.hvd.shutdown()
+
   def control(self, kind: int = 0, step: int = 0, size: int = 0, timeout: float | None = None) -> tuple[int, int, int]:
     """Rank 0's [kind, step, size], broadcast to every rank."""
     with self._deadline(f"the {KINDS.get(kind, kind)} announcement", timeout):
@@ -245,6 +249,7 @@ class MpiPool:
     if not self._stopped:
       self._stopped = True
       self.collectives.control(STOP, 0, 0, self.step_timeout)
+      self.collectives.finalize()
 
 
 class WorkerRank:
@@ -270,6 +275,7 @@ class WorkerRank:
       kind, step, size = collectives.control()
       if kind == STOP:
         logging.info("Worker %d (MPI rank %d): the parameter server ended the run", self.index, collectives.rank)
+        collectives.finalize()
         return 0
       if kind == JOB:
         collectives.gather(self._configure(collectives.scatter()))

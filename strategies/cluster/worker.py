@@ -234,6 +234,49 @@ class WorkerJob:
     return self.attack(estimates), float(np.mean(losses)), float(np.mean(accuracies))
 
 
+class Responder:
+  """One worker's jobs and answers, whatever carries them: gRPC (`WorkerService`) or MPI (`mpi.WorkerRank`)."""
+
+  def __init__(self, index: int, attack: str | None = None, attack_args: Mapping[str, Any] | None = None):
+    self.index = index
+    self.attack = attack
+    self.attack_args = dict(attack_args or {})
+    self.job: Any = None  # a WorkerJob or a keras_job.KerasJob
+
+  def check(self, message: bytes) -> dict[str, Any]:
+    """The job in `message`, checked field by field and against this worker's index (ValueError if not)."""
+    job = check_job(json.loads(message.decode("utf-8")))
+    if job["worker"] != self.index:
+      raise ValueError(f"this is worker {self.index}, the job is for worker {job['worker']}: check the order of "
+                       "the worker job's tasks in the cluster JSON")
+    return job
+
+  def take(self, job: Mapping[str, Any]) -> bytes:
+    """Builds `job` (a checked one) in place of the previous job; returns the reply the parameter server checks."""
+    self.job = None
+    if job["kind"] == "keras":
+      from strategies.cluster import keras_job  # pylint: disable=g-import-not-at-top
+      self.job = keras_job.KerasJob(job, self.attack, self.attack_args)
+    else:
+      self.job = WorkerJob(job, self.attack, self.attack_args)
+    logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"],
+                 job.get("experiment", "a Keras model"), self.job.dimension,
+                 f", Byzantine with {self.attack}" if self.attack else "")
+    return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"],
+                       "udp": job["udp"] is not None}).encode()
+
+  def configure(self, message: bytes) -> bytes:
+    """`check` then `take` (over MPI: a job over UDP is refused, the rows go through the MPI job)."""
+    job = self.check(message)
+    if job["udp"] is not None:
+      raise ValueError("the job asks for UDP, and this worker is an MPI rank: its rows go through the MPI job")
+    return self.take(job)
+
+  def answer(self, request: bytes) -> bytes:
+    """The row message answering a step's request (`wire.RefusedMessage` if it is not one)."""
+    return self.job.answer(request)
+
+
 class WorkerService:
   """The two methods, for the parameter server's identity only; one job at a time."""
 
@@ -242,14 +285,16 @@ class WorkerService:
     """`udp_workers`: this task sends its rows over UDP when the job asks, if its index is below it
     (`deploy.py --UDP N`); `udp_drop_rate`: the fraction of its datagrams it drops on purpose."""
     self.index = index
-    self.attack = attack
-    self.attack_args = dict(attack_args or {})
+    self.responder = Responder(index, attack, attack_args)
     self.udp_workers = udp_workers
     self.udp_drop_rate = udp_drop_rate
-    self.job: Any = None  # a WorkerJob or a keras_job.KerasJob
     self.sender: Any = None  # a udp.UdpSender while the job sends over UDP
     self._lock = threading.Lock()
     self.refused = 0
+
+  @property
+  def job(self) -> Any:
+    return self.responder.job
 
   def _authorise(self, context: grpc.ServicerContext) -> None:
     names = context.auth_context().get("x509_subject_alternative_name", [])
@@ -260,12 +305,9 @@ class WorkerService:
   def configure(self, request: bytes, context: grpc.ServicerContext) -> bytes:
     self._authorise(context)
     try:
-      job = check_job(json.loads(request.decode("utf-8")))
-      if job["worker"] != self.index:
-        raise ValueError(f"this is worker {self.index}, the job is for worker {job['worker']}: check the order of "
-                         "the worker job's tasks in the cluster JSON")
+      job = self.responder.check(request)
       with self._lock:
-        self.job = None
+        self.responder.job = None
         if self.sender is not None:
           self.sender.close()
           self.sender = None
@@ -277,27 +319,17 @@ class WorkerService:
                              "or give runner.py a smaller --UDP")
           from strategies.cluster import udp  # pylint: disable=g-import-not-at-top
           self.sender = udp.UdpSender(job["udp"], self.index, self.udp_drop_rate, job["seed"])
-        if job["kind"] == "keras":
-          from strategies.cluster import keras_job  # pylint: disable=g-import-not-at-top
-          self.job = keras_job.KerasJob(job, self.attack, self.attack_args)
-        else:
-          self.job = WorkerJob(job, self.attack, self.attack_args)
+        return self.responder.take(job)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError, FileNotFoundError) as error:
       context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
-    logging.info("Worker %d: job %s configured (%s, %d parameters%s)", self.index, job["run"],
-                 job.get("experiment", "a Keras model"), self.job.dimension,
-                 f", Byzantine with {self.attack}" if self.attack else "")
-    return json.dumps({"worker": self.index, "dimension": self.job.dimension, "run": job["run"],
-                       "udp": self.sender is not None}).encode()
 
   def compute(self, request: bytes, context: grpc.ServicerContext) -> bytes:
     self._authorise(context)
     with self._lock:
-      job = self.job
-      if job is None:
+      if self.responder.job is None:
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"worker {self.index} has no job: call Configure")
       try:
-        answer = job.answer(request)
+        answer = self.responder.answer(request)
       except wire.RefusedMessage as error:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
       if self.sender is None:
