@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test mpi bench clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,7 +19,15 @@ run: $(STAMP)
 	  --evaluation-file runs/main/evaluation.tsv --summary-dir runs/main/tensorboard \
 	  --study-period 10 --study-file runs/main/study.tsv
 
+# Horovod with MPI for runner.py --MPI: OpenMPI and the build tools from apt (as root), then Horovod 0.28.1 patched
+# for TF 2.21 (patches/horovod/), its wheel cached in ~/.cache/aggregathor.
+mpi: $(STAMP)
+	patches/horovod/install.sh $(PY) --apt
+	$(PY) -m pip install --quiet -e '.[test,mpi]'
+
+# The MPI tests need Horovod: built here where the tools are (else they skip, saying why).
 test: $(STAMP)
+	patches/horovod/install.sh $(PY) --if-possible
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -10,10 +10,15 @@
   python deploy.py --cluster cluster.json --credentials creds/ --deploy   # every worker task, over SSH
   python deploy.py --cluster cluster.json --status | --logs DIR | --stop
 
+  python deploy.py --cluster cluster.json --MPI --runner "--aggregator krum --nb-decl-byz-workers 1 ..."
+
 The cluster is AggregaThor's JSON, `{"job": ["host:port", ...], ...}`, inline or
 in a file. A worker task serves in the foreground until SIGTERM or Ctrl-C, and
 takes one run after another: deploy once, then run runner.py many times. The
 parameter server (runner.py --server) listens on no port: it calls its workers.
+With --MPI, deploy.py instead runs one MPI job, `runner.py --MPI` on every
+host of the cluster (rank 0 the parameter server task's, rank i worker i-1's;
+see strategies.cluster.mpi_launch), and exits with its status.
 """
 
 from __future__ import annotations
@@ -54,6 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--udp-drop-rate", type=float, default=0.0, metavar="P",
                       help="drop this fraction of this task's datagrams before sending, a stand-in for a lossy "
                       "network where tc cannot make one")
+  group = parser.add_argument_group("over MPI (see strategies.cluster.mpi_launch)")
+  group.add_argument("--MPI", action="store_true", dest="mpi",
+                     help="run one MPI job over the cluster's hosts: mpirun starts runner.py --MPI on each, with "
+                     "--runner's arguments; no credentials (MPI has no authentication: trusted networks only)")
+  group.add_argument("--runner", default="", metavar="ARGS",
+                     help="with --MPI: runner.py's arguments, as one string (--MPI and --nb-workers are added)")
+  group.add_argument("--ps-job-name", default="ps", help="with --MPI: the parameter server's job (rank 0)")
+  group.add_argument("--mpirun-args", default="", metavar="ARGS",
+                     help="with --MPI: more mpirun options, as one string, e.g. \"--oversubscribe\"")
+  group.add_argument("--dry-run", action="store_true", help="with --MPI: print the mpirun command and host file, "
+                     "run nothing")
   group = parser.add_argument_group("over SSH (see strategies.cluster.deployment)")
   actions = group.add_mutually_exclusive_group()
   actions.add_argument("--deploy", action="store_true",
@@ -118,6 +134,39 @@ def over_ssh(flags: argparse.Namespace, spec) -> int:
   return 0
 
 
+def over_mpi(flags: argparse.Namespace, spec) -> int:
+  """--MPI: writes the host file, then runs (or prints) the mpirun command; its exit status."""
+  import shlex  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  from strategies.cluster import mpi_launch  # pylint: disable=g-import-not-at-top
+  root = flags.remote_root or os.path.dirname(os.path.abspath(__file__))
+  python = flags.remote_python or sys.executable
+  hosts = mpi_launch.hostfile(spec, flags.ps_job_name, flags.wk_job_name)
+  with tempfile.TemporaryDirectory(prefix="aggregathor-mpi-") as directory:
+    path = os.path.join(directory, "hostfile")
+    with open(path, "w", encoding="utf-8") as handle:
+      handle.write(hosts)
+    command = mpi_launch.command(spec, shlex.split(flags.runner), path, ps_job=flags.ps_job_name,
+                                 worker_job=flags.wk_job_name, python=python, root=root,
+                                 mpirun_args=shlex.split(flags.mpirun_args))
+    print(f"Host file:\n{hosts}{mpi_launch.describe(command)}", file=sys.stderr, flush=True)
+    if flags.dry_run:
+      return 0
+    if shutil.which("mpirun") is None:
+      raise ValueError("--MPI runs mpirun, which is not on this machine's PATH: install OpenMPI (see the README's "
+                       "MPI section)")
+    environment = dict(os.environ)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environment.get("PYTHONPATH")]))
+    process = subprocess.Popen(command, env=environment)
+    try:
+      return process.wait()
+    except KeyboardInterrupt:
+      process.terminate()  # mpirun passes it on to every rank
+      return process.wait()
+
+
 def run(argv: Sequence[str] | None = None) -> int:
   parser = build_parser()
   flags = parser.parse_args(argv)
@@ -130,6 +179,13 @@ def run(argv: Sequence[str] | None = None) -> int:
       directory = credentials.make_credentials(flags.make_credentials, len(workers))
       print(f"Credentials of the parameter server and {len(workers)} workers written to {directory}")
       return 0
+    if flags.mpi:
+      if flags.deploy or flags.status or flags.stop or flags.logs or flags.id or flags.attack:
+        parser.error("--MPI runs the whole job with mpirun: give the attack in --runner (--nb-real-byz-workers K "
+                     "--attack NAME), and no --id, --attack, --deploy, --status, --stop or --logs")
+      return over_mpi(flags, spec)
+    if flags.runner or flags.mpirun_args or flags.dry_run:
+      parser.error("--runner, --mpirun-args and --dry-run go with --MPI")
     if flags.deploy or flags.status or flags.stop or flags.logs:
       if flags.attack and not flags.byz_workers:
         parser.error("--attack with --deploy needs --byz-workers N: which worker tasks run it")

@@ -27,6 +27,9 @@ setup(
     ],
     extras_require={
         "tfds": ["tensorflow-datasets>=4.9", "importlib_resources"],
+        # runner.py --MPI: Horovod's collectives. 0.28.1 does not build against TF 2.21 as released: install it with
+        # `make mpi` (patches/horovod/install.sh), whose patched wheel then satisfies this.
+        "mpi": ["horovod==0.28.1", "cloudpickle", "psutil", "pyyaml", "packaging"],
         "test": ["pytest>=8", "tensorflow-datasets>=4.9", "importlib_resources", "hypothesis>=6", "atheris>=2.3"],
     },
     entry_points={"console_scripts": ["aggregathor-runner=runner:main"]},

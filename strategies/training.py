@@ -438,7 +438,8 @@ class Training:
       from strategies.cluster import in_graph, mpi  # pylint: disable=g-import-not-at-top
       # Past a collective's deadline: this step has not updated the variables, so they hold the last step's state.
       self.pool = mpi.MpiPool(config.nb_workers, config.step_timeout, config.start_timeout,
-                              on_stall=lambda *_: in_graph.save_then_exit(self.manager, int(self.step.numpy())))
+                              on_lost=lambda status: in_graph.save_then_exit(self.manager, int(self.step.numpy()),
+                                                                             status=status))
     else:
       from strategies.cluster import pool, spec  # pylint: disable=g-import-not-at-top
       addresses = [spec.parse_address(task, "worker task") for task in config.workers]

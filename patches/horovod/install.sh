@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and installs Horovod 0.28.1 for TensorFlow 2.21 (its MPI collectives only), from the sdist, patched.
 #
-#   patches/horovod/install.sh PYTHON [--if-possible]
+#   patches/horovod/install.sh PYTHON [--if-possible | --apt]
 #
 # Horovod 0.28.1, its latest release, ships as source and does not build against TF 2.21 as released: its
 # XLA ops (horovod/tensorflow/xla_mpi_ops.cc) include XLA headers that have moved. This project uses the
@@ -13,10 +13,12 @@
 # Needs an MPI (mpicc, mpirun: Debian's openmpi-bin and libopenmpi-dev), cmake, g++, and TensorFlow's
 # extra headers' libraries (libhighwayhash-dev, libfarmhash-dev).
 # --if-possible: without those tools, say what is missing and exit 0 (the MPI tests then skip).
+# --apt: install the missing ones with apt-get first (as root).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-python=${1:?usage: patches/horovod/install.sh PYTHON [--if-possible]}
-if_possible=${2:-}
+python=${1:?usage: patches/horovod/install.sh PYTHON [--if-possible | --apt]}
+mode=${2:-}
+export TF_CPP_MIN_LOG_LEVEL=3
 version=0.28.1
 sha256=92a43f5a94c43907a56805bad15f19700c62ffc83b7ca483f9e104e229f67ef0
 debian_packages="openmpi-bin libopenmpi-dev libhighwayhash-dev libfarmhash-dev cmake g++ make"
@@ -24,16 +26,25 @@ debian_packages="openmpi-bin libopenmpi-dev libhighwayhash-dev libfarmhash-dev c
 if "$python" -c "import horovod.tensorflow as hvd, sys; sys.exit(0 if hvd.mpi_built() else 1)" 2>/dev/null; then
   exit 0  # already installed, with MPI
 fi
-missing=()
-for tool in mpicc mpirun cmake g++ make; do
-  command -v "$tool" >/dev/null || missing+=("$tool")
-done
-for header in /usr/include/highwayhash/highwayhash.h /usr/include/farmhash.h; do
-  [ -e "$header" ] || missing+=("$header")
-done
+find_missing() {
+  missing=()
+  for tool in mpicc mpirun cmake g++ make; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  for header in /usr/include/highwayhash/highwayhash.h /usr/include/farmhash.h; do
+    [ -e "$header" ] || missing+=("$header")
+  done
+}
+find_missing
+if [ ${#missing[@]} -gt 0 ] && [ "$mode" = "--apt" ] && [ "$(id -u)" = 0 ]; then
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $debian_packages >/dev/null
+  find_missing
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   message="Horovod's build needs ${missing[*]}: install them with \`apt-get install $debian_packages\` (as root), then rerun"
-  if [ "$if_possible" = "--if-possible" ]; then
+  if [ "$mode" = "--if-possible" ]; then
     echo "note: Horovod (runner.py --MPI) is not installed. $message; the MPI tests skip meanwhile." >&2
     exit 0
   fi

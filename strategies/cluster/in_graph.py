@@ -152,8 +152,9 @@ class Deadline:
     os._exit(3)  # pylint: disable=protected-access
 
 
-def save_then_exit(manager: tf.train.CheckpointManager | None, step: int, grace: float = 60.0) -> None:
-  """Saves the checkpoint of `step`, then ends the process with exit status 3, after a lost worker.
+def save_then_exit(manager: tf.train.CheckpointManager | None, step: int, grace: float = 60.0,
+                   status: int = 3) -> None:
+  """Saves the checkpoint of `step`, then ends the process with exit status `status`, after a lost worker.
 
   Once a worker is lost, TensorFlow's eager context waits for it in every sync
   (`context.async_wait`, which a checkpoint's save ends with), forever: the
@@ -174,7 +175,7 @@ def save_then_exit(manager: tf.train.CheckpointManager | None, step: int, grace:
     logging.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(3)  # pylint: disable=protected-access
+    os._exit(status)  # pylint: disable=protected-access
 
   watcher = threading.Thread(target=watch, daemon=True)
   watcher.start()

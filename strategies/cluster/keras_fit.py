@@ -17,6 +17,15 @@ metrics Keras shows are computed here, on the whole batch with the weights
 before the update, as Keras does: nothing a worker says reaches them. Callbacks,
 validation and history work as usual.
 
+Over MPI (`mpi=True`), the script runs under `mpirun -np N+1`: rank 0 is this
+parameter server, and ranks 1 to N must serve as the workers before anything
+else (`strategies.cluster.mpi`):
+
+    from strategies.cluster import mpi
+    if mpi.world()[0] != 0:
+      sys.exit(mpi.serve())
+    workers = strategies.cluster.RemoteWorkers(mpi=True, aggregator="median", nb_decl_byz_workers=1)
+
 Limits: one input and one target tensor; one loss (plus the model's
 regularization losses); the model must rebuild from its configuration on the
 workers (built-in layers, or custom ones registered in a module they import);
@@ -45,18 +54,28 @@ class RemoteWorkers:
 
   cluster: the cluster JSON (text or file) and the workers' job name; the
   workers must be running (`deploy.py --cluster JSON --id workers:I`).
+  mpi: instead of a cluster, the ranks 1 to N of this MPI job are the workers
+  (see the module's docstring); a collective past its deadline ends the process.
   aggregator, nb_decl_byz_workers, aggregator_args, nb_real_byz_workers,
   momentum, momentum_at, dampening, gradient_clip, study_period: as runner.py's
   flags. step_timeout and start_timeout: each step's deadline, and the first's.
   """
 
-  def __init__(self, cluster: str, *, aggregator: str | gars.Rule = "average", nb_decl_byz_workers: int = 0,
+  def __init__(self, cluster: str | None = None, *, mpi: bool = False, aggregator: str | gars.Rule = "average", nb_decl_byz_workers: int = 0,
                aggregator_args: Mapping[str, Any] | None = None, nb_real_byz_workers: int = 0,
                worker_job: str = "workers", credentials: str = "credentials", momentum: float = 0.0,
                momentum_at: str = "update", dampening: float = 0.0, gradient_clip: float | None = None,
                study_period: int = 0, step_timeout: float = 10.0, start_timeout: float = 120.0, seed: int = 0):
-    addresses = spec_lib.ClusterSpec.parse(cluster).tasks(worker_job, "worker job")
-    self.nb_workers = len(addresses)
+    if (cluster is None) == (not mpi):
+      raise ValueError("RemoteWorkers takes either a cluster JSON (workers served by deploy.py) or mpi=True (the "
+                       "ranks of this MPI job), not both")
+    if mpi:
+      from strategies.cluster import mpi as mpi_lib  # pylint: disable=g-import-not-at-top
+      self.pool = mpi_lib.MpiPool(mpi_lib.world()[1] - 1, step_timeout, start_timeout)
+    else:
+      addresses = spec_lib.ClusterSpec.parse(cluster).tasks(worker_job, "worker job")
+      self.pool = pool_lib.WorkerPool(addresses, credentials, step_timeout, start_timeout)
+    self.nb_workers = self.pool.nb_workers
     self.rule = gars.get(aggregator)
     self.name = aggregator if isinstance(aggregator, str) else type(aggregator).__name__
     self.nb_decl_byz_workers = nb_decl_byz_workers
@@ -71,7 +90,6 @@ class RemoteWorkers:
                  "nb_decl_byz_workers": nb_decl_byz_workers, "nb_real_byz_workers": nb_real_byz_workers,
                  "aggregator": self.name, "aggregator_args": self.aggregator_args, "gradient_clip": gradient_clip,
                  "momentum": momentum, "dampening": dampening, "momentum_at": momentum_at}
-    self.pool = pool_lib.WorkerPool(addresses, credentials, step_timeout, start_timeout)
     self.start_timeout = start_timeout
     self.model: keras.Model | None = None
 

@@ -25,13 +25,20 @@ waits for every rank, and MPI aborts the job when a rank dies; a rank that
 stalls or sends a tensor Horovod cannot match (another dtype) stops it too.
 Rank 0 never hangs: each collective runs under a deadline (the step timeout,
 the start timeout for the job and the first step) and, past it, rank 0 saves
-its checkpoint and ends with exit status 3, and `mpirun` ends the others.
+its checkpoint and ends with exit status 3, and `mpirun` ends the others. When
+a rank dies, `mpirun` sends the others SIGTERM, then SIGKILL a second later
+(`--mca odls_base_sigkill_timeout S` gives them S): rank 0, blocked in a
+collective where Python runs no signal handler, saves its checkpoint from a
+watcher thread and ends with exit status 143.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import threading
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -80,22 +87,69 @@ def require_world(nb_workers: int) -> int:
 class Collectives:
   """The transport's collectives on numpy arrays, each under a deadline on rank 0 (see the module's docstring)."""
 
-  def __init__(self, on_stall: Callable[[str, float], Any] | None = None):
-    """`on_stall(what, timeout)`: what rank 0 does past a deadline, before it ends with exit status 3."""
+  def __init__(self, on_lost: Callable[[int], Any] | None = None):
+    """`on_lost(status)`: what rank 0 does when a collective cannot end (past its deadline: status 3; SIGTERM
+    from mpirun: 143), before the process ends with that status; e.g. save the checkpoint."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     self._tf = tf
     self.hvd = _horovod()
     self.rank, self.size = self.hvd.rank(), self.hvd.size()
-    self.on_stall = on_stall
+    self.on_lost = on_lost
+    self.in_flight: str | None = None  # the collective rank 0 is blocked in, if any
+    self.broken = False  # a collective failed: Horovod has shut down
+    if self.rank == 0 and threading.current_thread() is threading.main_thread():
+      self._watch_signals()
 
-  def _deadline(self, what: str, timeout: float | None):
+  def _watch_signals(self) -> None:
+    """SIGTERM while rank 0 is blocked in a collective: save, then exit 143 (Python's own handlers cannot run)."""
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)  # written whichever thread the signal hits
+    self._wakeup = (reader, writer)
+
+    def watch() -> None:
+      while True:
+        received = reader.recv(64)
+        if not received:
+          return
+        if signal.SIGTERM in received and self.in_flight is not None:
+          logging.error("SIGTERM (mpirun ends the job: did a rank die?) during %s: the parameter server saves its "
+                        "checkpoint and stops (exit status 143); rerun to resume from it", self.in_flight)
+          self._lost(143)
+
+    threading.Thread(target=watch, name="mpi-signals", daemon=True).start()
+
+  def _lost(self, status: int) -> None:
+    if self.on_lost is not None:
+      try:
+        self.on_lost(status)
+      except Exception as error:  # pylint: disable=broad-except
+        logging.error("Saving the checkpoint failed: %s", error)
+    logging.flush()
+    os._exit(status)  # pylint: disable=protected-access
+
+  def _run(self, what: str, timeout: float | None, collective: Callable[[], Any]) -> Any:
+    """`collective()`, on rank 0 under a deadline; Horovod's failure (a mismatched tensor, a shut-down job) is a
+    `ClusterError` that says so, and the transport is `broken` from then on."""
     from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
-    if timeout is None or self.rank != 0:
-      return _NoDeadline()
-    on_stall = self.on_stall
-    return in_graph.Deadline(
-        timeout, lambda: f"MPI: {what} did not complete on every rank", transport="the MPI transport",
-        on_expire=(lambda: on_stall(what, timeout)) if on_stall is not None else None)
+    deadline = None
+    if self.rank == 0 and timeout is not None:
+      deadline = in_graph.Deadline(timeout, lambda: f"MPI: {what} did not complete on every rank",
+                                   transport="the MPI transport", on_expire=lambda: self._lost(3))
+    self.in_flight = what
+    try:
+      if deadline is None:
+        return collective()
+      with deadline:
+        return collective()
+    except self._tf.errors.OpError as error:
+      self.broken = True
+      detail = (error.message or str(error)).split("}}")[-1].strip().splitlines()[0][:300]
+      raise ClusterError(f"MPI: {what} failed ({detail}): a rank sent a tensor Horovod cannot match (another dtype "
+                         "or shape) or left the job, and a collective cannot leave a rank out, so the job stops "
+                         "here (rerun to resume from the last checkpoint)") from error
+    finally:
+      self.in_flight = None
 
   def finalize(self) -> None:
     """Ends Horovod and MPI in this process (every rank does once the run is over), so that mpirun exits 0."""
@@ -103,16 +157,16 @@ class Collectives:
 
   def control(self, kind: int = 0, step: int = 0, size: int = 0, timeout: float | None = None) -> tuple[int, int, int]:
     """Rank 0's [kind, step, size], broadcast to every rank."""
-    with self._deadline(f"the {KINDS.get(kind, kind)} announcement", timeout):
-      header = self.hvd.broadcast(self._tf.constant([kind, step, size], self._tf.int64), 0, name="aggregathor_control")
+    header = self._run(f"the {KINDS.get(kind, kind)} announcement", timeout, lambda: self.hvd.broadcast(
+        self._tf.constant([kind, step, size], self._tf.int64), 0, name="aggregathor_control"))
     kind, step, size = (int(value) for value in header.numpy())
     return kind, step, size
 
   def broadcast(self, data: bytes | int, timeout: float | None = None) -> bytes:
     """Rank 0's `data` on every rank; the others give the size they expect."""
     payload = np.frombuffer(data, np.uint8) if self.rank == 0 else np.zeros(int(data), np.uint8)
-    with self._deadline("the weights broadcast", timeout):
-      out = self.hvd.broadcast(self._tf.constant(payload), 0, name="aggregathor_broadcast")
+    out = self._run("the weights broadcast", timeout, lambda: self.hvd.broadcast(
+        self._tf.constant(payload), 0, name="aggregathor_broadcast"))
     return out.numpy().tobytes()
 
   def scatter(self, messages: Sequence[bytes] | None = None, timeout: float | None = None) -> bytes:
@@ -122,9 +176,8 @@ class Collectives:
       splits = [len(message) for message in messages]
     else:
       payload, splits = np.zeros(0, np.uint8), [0] * self.size
-    with self._deadline("the scatter of the workers' messages", timeout):
-      received, _ = self.hvd.alltoall(self._tf.constant(payload), splits=self._tf.constant(splits, self._tf.int32),
-                                      name="aggregathor_scatter")
+    received, _ = self._run("the scatter of the workers' messages", timeout, lambda: self.hvd.alltoall(
+        self._tf.constant(payload), splits=self._tf.constant(splits, self._tf.int32), name="aggregathor_scatter"))
     return received.numpy().tobytes()
 
   def gather(self, answer: bytes = b"", timeout: float | None = None) -> list[bytes]:
@@ -134,32 +187,23 @@ class Collectives:
       splits[0] = len(answer)
     else:
       answer = b""
-    with self._deadline("the gather of the workers' rows", timeout):
-      received, counts = self.hvd.alltoall(self._tf.constant(np.frombuffer(answer, np.uint8)),
-                                           splits=self._tf.constant(splits, self._tf.int32),
-                                           name="aggregathor_gather")
+    received, counts = self._run("the gather of the workers' answers", timeout, lambda: self.hvd.alltoall(
+        self._tf.constant(np.frombuffer(answer, np.uint8)), splits=self._tf.constant(splits, self._tf.int32),
+        name="aggregathor_gather"))
     if self.rank != 0:
       return []
     data, ends = received.numpy().tobytes(), np.cumsum(counts.numpy())
     return [data[end - count:end] for end, count in zip(ends, counts.numpy())]
 
 
-class _NoDeadline:
-  def __enter__(self):
-    return self
-
-  def __exit__(self, *_):
-    return None
-
-
 class MpiPool:
   """Rank 0's side: the worker ranks, with the same interface as `pool.WorkerPool` (`configure`, `compute`)."""
 
   def __init__(self, nb_workers: int, step_timeout: float = 10.0, start_timeout: float = 120.0,
-               on_stall: Callable[[str, float], Any] | None = None):
+               on_lost: Callable[[int], Any] | None = None):
     if not step_timeout > 0 or not start_timeout > 0:
       raise ValueError(f"expected positive step and start timeouts, got {step_timeout} and {start_timeout}")
-    self.collectives = Collectives(on_stall)
+    self.collectives = Collectives(on_lost)
     if self.collectives.rank != 0:
       raise ClusterError(f"the parameter server is MPI rank 0, this is rank {self.collectives.rank}")
     if self.collectives.size != nb_workers + 1:
@@ -246,7 +290,7 @@ class MpiPool:
       logging.warning("Refused rows: %s", ", ".join(f"worker {i} {reason} x{count}"
                                                    for (i, reason), count in sorted(self.refused.items())))
     self.refused = {}
-    if not self._stopped:
+    if not self._stopped and not self.collectives.broken:
       self._stopped = True
       self.collectives.control(STOP, 0, 0, self.step_timeout)
       self.collectives.finalize()
@@ -269,7 +313,14 @@ class WorkerRank:
     self._size = 0  # the weights message's size, once a job is configured
 
   def serve(self) -> int:
-    """Answers rank 0 until it stops the run; returns the exit status (0)."""
+    """Answers rank 0 until it stops the run; returns the exit status: 0, or 3 when the MPI job broke."""
+    try:
+      return self._serve()
+    except ClusterError as error:
+      logging.error("Worker %d (MPI rank %d): %s", self.index, self.collectives.rank, error)
+      return 3
+
+  def _serve(self) -> int:
     collectives = self.collectives
     while True:
       kind, step, size = collectives.control()
