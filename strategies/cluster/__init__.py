@@ -11,8 +11,10 @@ Modules: `spec` (the cluster JSON and task ids), `credentials` (per-task
 certificates), `wire` (the byte format of the messages), `worker` (the worker
 process), `pool` (the parameter server's side), `quorum` (how many absent
 workers a step tolerates), `keras_fit` and `keras_job` (a user's own Keras
-model with `model.fit`: `RemoteWorkers`), and `in_graph` (the second
-transport, TensorFlow's runtime, for trusted networks only).
+model with `model.fit`: `RemoteWorkers`), `datagrams` and `udp` (rows as
+authenticated UDP datagrams, for chosen workers), `mpi` and `mpi_launch` (the
+workers as the ranks of one `mpirun` job, through Horovod's collectives), and
+`in_graph` (TensorFlow's runtime, for trusted networks only).
 """
 
 from __future__ import annotations
