@@ -8,6 +8,8 @@ For each condition, runner.py trains MNIST's MLP (or the embedded digits)
 with median over:
 - grpc: the default transport, every row over mutual TLS (TCP);
 - udp: the same, but all n rows as authenticated datagrams (--UDP n);
+- tf: TensorFlow's own gRPC runtime, in-graph (--transport tf; trusted
+  networks only);
 - mpi: `mpirun -np n+1 runner.py --MPI`, Horovod's collectives over OpenMPI's
   TCP transport on the namespace's loopback (`--mca btl tcp,self`: shared
   memory would bypass the lossy link), skipped where Horovod is not installed.
@@ -56,53 +58,76 @@ def has_mpi() -> bool:
   return check.returncode == 0 and shutil.which("mpirun") is not None
 
 
+def start_workers(link: lossy_link.LossyLoopback, cluster_path: pathlib.Path, nb_workers: int,
+                  extra: list[str]) -> list[subprocess.Popen]:
+  return [subprocess.Popen(link.command([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(cluster_path),
+                                         "--id", f"workers:{i}", *extra]),
+                           env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+          for i in range(nb_workers)]
+
+
+def stop_workers(workers: list[subprocess.Popen]) -> None:
+  for worker in workers:
+    worker.terminate()
+  for worker in workers:
+    try:
+      worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+      worker.kill()
+      worker.wait(timeout=30)
+
+
+def train(link: lossy_link.LossyLoopback, launcher: list[str], extra: list[str], nb_workers: int, steps: int,
+          evaluation: pathlib.Path) -> dict:
+  """runner.py's steady-state steps/s, final accuracy and UDP chunks lost, in the namespace."""
+  command = link.command(launcher + [
+      sys.executable, str(REPO_ROOT / "runner.py"),
+      "--nb-workers", str(nb_workers), "--nb-decl-byz-workers", "1", "--aggregator", "median",
+      *data_args(), "--max-steps", str(steps), "--evaluation-delta", str(10 * steps), "--evaluation-file",
+      str(evaluation), "--evaluation-period", "-1", "--checkpoint-period", "-1", "--summary-period", "-1",
+      "--start-timeout", "300", "--step-timeout", "30", *extra])
+  done = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=3600)
+  match = STEADY.search(done.stdout)
+  accuracy = ACCURACY.findall(evaluation.read_text()) if evaluation.exists() else []
+  lost = re.search(r"UDP: (\d+) chunk", done.stderr)
+  if done.returncode:
+    print(done.stderr[-2000:], file=sys.stderr)
+  return {"steps/s": float(match[2]) if match else float("nan"),
+          "accuracy": float(accuracy[-1][1]) if accuracy else float("nan"),
+          "lost": int(lost[1]) if lost else 0, "status": done.returncode, "method": link.method}
+
+
 def run_condition(loss: float, rate: float | None, nb_workers: int, steps: int, folder: pathlib.Path,
                   mpi: bool) -> dict:
-  cluster = spec.loopback_cluster(nb_workers)
-  cluster_path = folder / "cluster.json"
-  cluster_path.write_text(json.dumps(cluster))
+  """Each transport's figures under `loss` and `rate` (Mbit/s, None: no limit)."""
   creds = folder / "creds"
   credentials.make_credentials(creds, nb_workers)
   results = {}
   with lossy_link.LossyLoopback(loss=0.0) as link:
-    workers = [subprocess.Popen(link.command([sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster",
-                                              str(cluster_path), "--id", f"workers:{i}", "--credentials", str(creds),
-                                              "--UDP", str(nb_workers)]),
-                                env=ENVIRONMENT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-               for i in range(nb_workers)]
+    link.reshape(loss, rate)
+    # The default transport, then UDP, on the same worker tasks.
+    cluster_path = folder / "cluster.json"
+    cluster_path.write_text(json.dumps(spec.loopback_cluster(nb_workers)))
+    workers = start_workers(link, cluster_path, nb_workers, ["--credentials", str(creds), "--UDP", str(nb_workers)])
     try:
-      link.reshape(loss, rate)
       server = ["--server", str(cluster_path), "--credentials", str(creds)]
-      transports = [("grpc", [], server), ("udp", [], server + ["--UDP", str(nb_workers), "--udp-linger", "0.002"])]
-      if mpi:
-        transports.append(("mpi", MPIRUN + ["-np", str(nb_workers + 1)], ["--MPI"]))
-      for transport, launcher, extra in transports:
-        evaluation = folder / f"{transport}-{loss}-{rate}.tsv"
-        command = link.command(launcher + [
-            sys.executable, str(REPO_ROOT / "runner.py"),
-            "--nb-workers", str(nb_workers), "--nb-decl-byz-workers", "1", "--aggregator", "median",
-            *data_args(), "--max-steps", str(steps), "--evaluation-delta", str(10 * steps), "--evaluation-file",
-            str(evaluation), "--evaluation-period", "-1", "--checkpoint-period", "-1", "--summary-period", "-1",
-            "--start-timeout", "300", "--step-timeout", "30", *extra])
-        done = subprocess.run(command, env=ENVIRONMENT, capture_output=True, text=True, timeout=3600)
-        match = STEADY.search(done.stdout)
-        accuracy = ACCURACY.findall(evaluation.read_text()) if evaluation.exists() else []
-        lost = re.search(r"UDP: (\d+) chunk", done.stderr)
-        results[transport] = {"steps/s": float(match[2]) if match else float("nan"),
-                              "accuracy": float(accuracy[-1][1]) if accuracy else float("nan"),
-                              "lost": int(lost[1]) if lost else 0, "status": done.returncode,
-                              "method": link.method}
-        if done.returncode:
-          print(done.stderr[-2000:], file=sys.stderr)
+      results["grpc"] = train(link, [], server, nb_workers, steps, folder / "grpc.tsv")
+      results["udp"] = train(link, [], server + ["--UDP", str(nb_workers), "--udp-linger", "0.002"], nb_workers,
+                             steps, folder / "udp.tsv")
     finally:
-      for worker in workers:
-        worker.terminate()
-      for worker in workers:
-        try:
-          worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-          worker.kill()
-          worker.wait(timeout=30)
+      stop_workers(workers)
+    # TensorFlow's own gRPC runtime (--transport tf), on TensorFlow servers of their own ports.
+    tf_cluster_path = folder / "tf-cluster.json"
+    tf_cluster_path.write_text(json.dumps(spec.loopback_cluster(nb_workers)))
+    workers = start_workers(link, tf_cluster_path, nb_workers, ["--transport", "tf"])
+    try:
+      results["tf"] = train(link, [], ["--server", str(tf_cluster_path), "--transport", "tf"], nb_workers, steps,
+                            folder / "tf.tsv")
+    finally:
+      stop_workers(workers)
+    if mpi:
+      results["mpi"] = train(link, MPIRUN + ["-np", str(nb_workers + 1)], ["--MPI"], nb_workers, steps,
+                             folder / "mpi.tsv")
   return results
 
 
