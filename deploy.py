@@ -11,6 +11,7 @@
   python deploy.py --cluster cluster.json --status | --logs DIR | --stop
 
   python deploy.py --cluster cluster.json --MPI --runner "--aggregator krum --nb-decl-byz-workers 1 ..."
+  python deploy.py --cluster cluster.json --id evaluator:0 --supervise RUN_DIR   # AdaComp's Supervisor
 
 The cluster is AggregaThor's JSON, `{"job": ["host:port", ...], ...}`, inline or
 in a file. A worker task serves in the foreground until SIGTERM or Ctrl-C, and
@@ -59,6 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--udp-drop-rate", type=float, default=0.0, metavar="P",
                       help="drop this fraction of this task's datagrams before sending, a stand-in for a lossy "
                       "network where tc cannot make one")
+  group = parser.add_argument_group("the Supervisor (see strategies.supervisor)")
+  group.add_argument("--ev-job-name", default="evaluator", help="the evaluator job, whose task runs the Supervisor")
+  group.add_argument("--supervise", default=None, metavar="CHECKPOINT_DIR",
+                     help="with --id EVALUATOR:0: evaluate each checkpoint the parameter server writes in this "
+                     "directory (its --checkpoint-dir), as AdaComp's Supervisor")
+  group.add_argument("--evaluation-file", default=None, metavar="FILE",
+                     help="with --supervise: where the evaluations go (default: CHECKPOINT_DIR/supervisor-eval)")
+  group.add_argument("--idle-timeout", type=float, default=600.0,
+                     help="with --supervise: stop after this many seconds without a new checkpoint")
   group = parser.add_argument_group("over MPI (see strategies.cluster.mpi_launch)")
   group.add_argument("--MPI", action="store_true", dest="mpi",
                      help="run one MPI job over the cluster's hosts: mpirun starts runner.py --MPI on each, with "
@@ -194,6 +204,18 @@ def run(argv: Sequence[str] | None = None) -> int:
       parser.error("give --id JOB:INDEX (this node's task), --deploy, --status, --stop, --logs DIR or "
                    "--make-credentials DIR")
     task = spec.task_id(flags.id)
+    if task.job == flags.ev_job_name or flags.supervise:
+      if task.job != flags.ev_job_name or not flags.supervise:
+        parser.error(f"the Supervisor is a task of the evaluator job ({flags.ev_job_name!r}) given --supervise "
+                     "CHECKPOINT_DIR: give both")
+      if not flags.idle_timeout > 0:
+        parser.error(f"--idle-timeout must be > 0 seconds, got {flags.idle_timeout}")
+      from absl import logging  # pylint: disable=g-import-not-at-top
+      from strategies import supervisor  # pylint: disable=g-import-not-at-top
+      logging.set_verbosity(logging.INFO)
+      supervisor.supervise(flags.supervise, flags.evaluation_file or os.path.join(flags.supervise, "supervisor-eval"),
+                           flags.idle_timeout)
+      return 0
     if task.job != flags.wk_job_name:
       raise ValueError(f"--id {task}: deploy.py starts worker tasks (job {flags.wk_job_name!r}); the parameter "
                        "server is `runner.py --server JSON`, and evaluations run on it")

@@ -84,19 +84,23 @@ class GradientPipeline:
     self._worker_momentum: tf.Variable | None = None
     self._update_momentum: tf.Variable | None = None
     self.compressor = None
+    self.compressed_upstream = False
     self._compression_state: dict[str, tf.Variable] = {}
 
-  def compress_with(self, compressor) -> None:
+  def compress_with(self, compressor, upstream: bool = False) -> None:
     """Every worker sends `compressor`'s payload (an `aggregathor.compression.Compressor`), before `build`.
 
     The honest rows are encoded with each worker's state (its residual) and
     decoded; the attack sees those decoded rows, as the wire carries them, and
     its vectors go through the compressor too (a Byzantine worker must fit the
     payload's format). The rule sees the decoded rows, unsent coordinates 0.
+    `upstream`: on a cluster, the worker processes compressed and the
+    transport decoded already; the pipeline only counts the bytes sent.
     """
     if self._update_momentum is not None:
       raise ValueError("compress_with must come before the pipeline is built")
     self.compressor = compressor
+    self.compressed_upstream = upstream
     self.study = StudyRecorder(self.nb_workers, self.nb_real_byz_workers, self.study.period, self.study.selects,
                                counters=(BYTES_PER_WORKER,))
 
@@ -133,9 +137,11 @@ class GradientPipeline:
     if self.momentum and self.momentum_at == "worker":
       gradients = self._accumulate(self._worker_momentum, gradients)
     honest = gradients[:h]
-    if self.compressor is not None:
+    compressing = self.compressor is not None and not self.compressed_upstream
+    if compressing:
       if present is not None:
-        raise ValueError("compression runs in local mode only, for now")
+        raise ValueError("absent rows come from worker processes, which compress their own rows: "
+                         "compress_with(compressor, upstream=True)")
       honest = self._compress(honest, 0)
     if self.attack is not None and self.nb_real_byz_workers:
       byzantine = self.attack(honest, self.nb_real_byz_workers, self.nb_decl_byz_workers, gar=self.rule,
@@ -143,7 +149,7 @@ class GradientPipeline:
       byzantine = tf.cast(byzantine, honest.dtype)
     else:
       byzantine = gradients[h:]
-    if self.compressor is not None and self.nb_real_byz_workers:
+    if compressing and self.nb_real_byz_workers:
       byzantine = self._compress(byzantine, h)
     submitted = tf.concat([honest, byzantine], axis=0) if self.nb_real_byz_workers else honest
     received = submitted
@@ -219,7 +225,7 @@ class GradientPipeline:
       self._worker_momentum = tf.Variable(tf.zeros([rows, d], dtype), trainable=False, name="worker_momentum")
       self.study.create_state()
       self.rule.build(d, dtype)
-      if self.compressor is not None:
+      if self.compressor is not None and not self.compressed_upstream:
         if self.compressor.dimension != d:
           raise ValueError(f"the compressor is for {self.compressor.dimension} coordinates, the gradients have {d}")
         self._compression_state = {name: tf.Variable(value, trainable=False, name=f"compression_{name}")

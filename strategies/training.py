@@ -247,6 +247,35 @@ def _evaluation_step(line: str) -> int | None:
     return None
 
 
+def evaluation_step(model: keras.Model):
+  """The `tf.function` of one test batch: (sum of losses, number correct, batch size), in float64."""
+
+  @tf.function
+  def eval_batch(x, y):
+    logits = model(x, training=False)
+    loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float64)
+    return tf.reduce_sum(tf.cast(loss, tf.float64)), tf.reduce_sum(correct), tf.cast(tf.shape(y)[0], tf.float64)
+
+  return eval_batch
+
+
+def evaluate(eval_batch, dataset: tf.data.Dataset) -> dict[str, float]:
+  """Accuracy and mean loss over `dataset`, with `evaluation_step`'s function."""
+  total_loss = total_correct = count = 0.0
+  for x, y in dataset:
+    loss, correct, size = eval_batch(x, y)
+    total_loss += float(loss)
+    total_correct += float(correct)
+    count += float(size)
+  return {"accuracy": total_correct / count, "loss": total_loss / count}
+
+
+def evaluation_line(step: int, results: dict[str, float]) -> str:
+  """A line of the evaluation file: wall time, step, then key:value pairs, tab-separated."""
+  return "\t".join([f"{time.time():.3f}", str(step)] + [f"{k}:{v:.6g}" for k, v in results.items()])
+
+
 class Training:
   """One run: built from a `TrainingConfig`, resumed from its checkpoint directory, trained by `run()`."""
 
@@ -265,13 +294,15 @@ class Training:
     self.in_graph = bool(config.workers) and config.transport == "tf"
     if config.asynchronous:
       problems = [flag for flag, used in (
-          ("--server", config.workers), ("--redundancy", config.redundancy), ("--attack", config.attack),
+          ("--MPI", config.transport == "mpi"), ("--transport tf", config.workers and config.transport == "tf"),
+          ("--UDP", config.udp_workers), ("--redundancy", config.redundancy), ("--attack", config.attack),
           ("--label-flip", config.label_flip), ("--local-steps", config.local_steps != 1),
           ("--study-period", config.study_period), ("--momentum", config.momentum),
           ("--aggregator", config.aggregator != "average")) if used]
       if problems:
-        raise ValueError(f"--asynchronous applies each worker's gradient alone as it arrives, in local mode: drop "
-                         f"{', '.join(problems)} (there is no rule across workers to defend or study)")
+        raise ValueError(f"--asynchronous applies each worker's gradient alone as it arrives, in local mode or over "
+                         f"the default transport: drop {', '.join(problems)} (there is no rule across workers to "
+                         "defend or study, and MPI's collectives wait for every rank)")
     if config.nesterov:
       problems = [flag for flag, used in (
           ("--server", config.workers), ("--redundancy", config.redundancy), ("--asynchronous", config.asynchronous),
@@ -280,9 +311,10 @@ class Training:
         raise ValueError("--nesterov moves the weights along the momentum: give --momentum too")
       if problems:
         raise ValueError(f"--nesterov runs in local mode with plain SGD, one local step: drop {', '.join(problems)}")
-    if config.compression and (config.workers or config.redundancy):
-      raise ValueError("--compression runs in local mode without --redundancy, for now: the simulated workers "
-                       "compress, and the parameter server decodes before the rule")
+    if config.compression and (config.redundancy or self.in_graph or config.udp_workers):
+      raise ValueError("--compression: the workers (simulated, or worker processes over the default transport or "
+                       "MPI) compress and the parameter server decodes before the rule; it takes neither "
+                       "--redundancy, --transport tf nor --UDP")
     if config.udp_workers and (not config.workers or self.in_graph or config.cluster is None):
       raise ValueError("--UDP sends worker processes' rows to this parameter server: it needs --server JSON and "
                        "the gRPC transport (the default)")
@@ -357,13 +389,15 @@ class Training:
     senders = 1 if config.asynchronous else self.nb_replicas  # asynchronous: one worker's gradient a step
     self.float_bytes_per_step = 4 * self.dimension * senders  # float32 rows, uncompressed
     self.sent_bytes_per_step = self.float_bytes_per_step
-    compressor = None
+    compressor = self.compressor = None
     if config.compression:
       from aggregathor import compression  # pylint: disable=g-import-not-at-top
       compressor = compression.get(config.compression, self.dimension, self.variable_sizes,
                                    **config.compression_args)
+      self.compressor = compressor
       if not config.asynchronous:
-        self.pipeline.compress_with(compressor)
+        # On a cluster, the worker processes compress and the pool decodes: the pipeline counts the bytes.
+        self.pipeline.compress_with(compressor, upstream=bool(config.workers))
       self.sent_bytes_per_step = compressor.payload_bytes * senders
       logging.info("Compression %s: %d bytes a worker a step, %.1fx less than the %d of a float32 row",
                    compressor.name, compressor.payload_bytes, 4 * self.dimension / compressor.payload_bytes,
@@ -372,7 +406,9 @@ class Training:
     self.server = None
     if config.asynchronous:
       from strategies.asynchronous import AsynchronousServer  # pylint: disable=g-import-not-at-top
-      self.server = AsynchronousServer(config.nb_workers, self.dimension, compressor, config.delay_spread,
+      # On a cluster the worker processes compress, and the pool decodes before the server.
+      self.server = AsynchronousServer(config.nb_workers, self.dimension, None if config.workers else compressor,
+                                       config.delay_spread,
                                        seed=config.seed)
     self._restore(learning_rate)
     self._test_dataset = experiment.test_dataset()
@@ -462,9 +498,16 @@ class Training:
         "momentum_at": config.momentum_at, "dimension": self.dimension, "local_steps": config.local_steps,
         "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args,
         "redundancy": {"placement": config.redundancy, "replication": config.replication,
-                       "args": config.redundancy_args, "file_f": self.pipeline.file_f} if config.redundancy else None},
+                       "args": config.redundancy_args, "file_f": self.pipeline.file_f} if config.redundancy else None,
+        "compression": self.compressor.get_config() if self.compressor is not None else None},
         files_per_worker=self.pipeline.files_per_worker if config.redundancy else 1,
-        udp_config=self._udp_config())
+        udp_config=self._udp_config(), codec=self._codec())
+
+  def _codec(self):
+    if self.compressor is None:
+      return None
+    from strategies.cluster import payloads  # pylint: disable=g-import-not-at-top
+    return payloads.PayloadCodec(self.compressor)
 
   def _udp_config(self):
     config = self.config
@@ -687,6 +730,62 @@ class Training:
 
     return train_step
 
+  def _cluster_asynchronous_step(self):
+    """AdaComp's server on worker processes: the first row in, on the weights that worker fetched, is applied alone.
+
+    Each worker computes on its own slices of the global batches, in order (its batch count is the wire's step),
+    on the weights it fetched; a failed, late or refused one fetches the current weights and computes again. A run
+    stops if no usable row comes for `start_timeout`, as a synchronous one without its quorum.
+    """
+    config, model, optimizer, server, pool = self.config, self.model, self.optimizer, self.server, self.pool
+    variables = model.trainable_variables
+    sizes = self.variable_sizes
+
+    def flat_weights():
+      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+
+    @tf.function
+    def apply(worker, row):
+      step = server.receive(worker, row)
+      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
+                                    variables))
+      server.fetch(worker, flat_weights())
+      self.step.assign_add(1)
+
+    def submit(worker: int, timeout: float | None = None) -> None:
+      pool.submit(worker, int(server.computed[worker].numpy()), server.fetched[worker].numpy(), timeout)
+
+    server.start(flat_weights())
+    for worker in range(config.nb_workers):
+      submit(worker, config.start_timeout)
+    rejoining: set[int] = set()
+
+    def train_step():
+      waited_since = time.monotonic()
+      while True:
+        for worker in [w for w in rejoining if not pool.rejoining(w)]:
+          rejoining.discard(worker)
+          submit(worker)
+        worker, taken = pool.next_answer(config.start_timeout + 1.0)
+        if taken is not None:
+          break
+        if time.monotonic() - waited_since > config.start_timeout:
+          raise ClusterError(f"step {int(self.step.numpy())}: no worker gave a usable row in "
+                             f"{config.start_timeout:g} s; training stops here (restart the workers, then rerun to "
+                             "resume from the checkpoint)")
+        # Failed, late or refused: it fetches the current weights and computes its next batch.
+        server.fetch(tf.constant(worker, tf.int32), flat_weights())
+        if pool.rejoining(worker):
+          rejoining.add(worker)
+        else:
+          submit(worker)
+      row, loss, accuracy = taken
+      apply(tf.constant(worker, tf.int32), tf.constant(row))
+      submit(worker)
+      return loss, accuracy
+
+    return train_step
+
   def _with_deadline(self, train_step):
     """The in-graph step, under a deadline (TensorFlow's remote calls have none) and with a lost worker said plainly."""
     from strategies.cluster import in_graph  # pylint: disable=g-import-not-at-top
@@ -715,27 +814,11 @@ class Training:
     return step
 
   def _evaluation_step(self):
-    """The `tf.function` of one test batch: (sum of losses, number correct, batch size), in float64."""
-    model = self.model
-
-    @tf.function
-    def eval_batch(x, y):
-      logits = model(x, training=False)
-      loss = keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
-      correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), tf.cast(y, tf.int32)), tf.float64)
-      return tf.reduce_sum(tf.cast(loss, tf.float64)), tf.reduce_sum(correct), tf.cast(tf.shape(y)[0], tf.float64)
-
-    return eval_batch
+    return evaluation_step(self.model)
 
   def evaluate(self) -> dict[str, float]:
     """Test accuracy and mean loss of the model now, over the whole test set."""
-    total_loss = total_correct = count = 0.0
-    for x, y in self._test_dataset:
-      loss, correct, size = self._eval_batch(x, y)
-      total_loss += float(loss)
-      total_correct += float(correct)
-      count += float(size)
-    return {"accuracy": total_correct / count, "loss": total_loss / count}
+    return evaluate(self._eval_batch, self._test_dataset)
 
   # The loop.
 
@@ -748,7 +831,9 @@ class Training:
     n = self.nb_replicas
     start_step = int(self.step.numpy())
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
-    if self.pool is not None:
+    if self.pool is not None and self.server is not None:
+      train_step = self._cluster_asynchronous_step()
+    elif self.pool is not None:
       train_step = self._cluster_step()
     elif self.server is not None:
       train_step = self._asynchronous_step()
@@ -794,7 +879,7 @@ class Training:
 
     def record_evaluation(at_step: int) -> None:
       results = self.evaluate()
-      line = "\t".join([f"{time.time():.3f}", str(at_step)] + [f"{k}:{v:.6g}" for k, v in results.items()])
+      line = evaluation_line(at_step, results)
       if evaluation_file is not None:
         evaluation_file.write(line + "\n")
         os.fsync(evaluation_file.fileno())  # kept through a power loss too, as the checkpoints are

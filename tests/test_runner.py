@@ -632,7 +632,7 @@ def test_compression_counts_the_bytes_sent_in_the_study_and_in_the_output(capsys
 @pytest.mark.parametrize("args, message", [
     (["--compression-args", "ratio:0.1"], "--compression-args given without --compression"),
     (["--compression", "topk", "--compression-args", "rate:0.1"], "unknown"),
-    (["--compression", "topk", "--redundancy", "detox", "--nb-workers", "3"], "local mode without --redundancy"),
+    (["--compression", "topk", "--redundancy", "detox", "--nb-workers", "3"], "it takes neither --redundancy"),
 ])
 def test_bad_compression_flags_are_refused(capsys, args, message):
   status, _, err = _run(capsys, "--max-steps", "1", *args)

@@ -217,6 +217,7 @@ class MpiPool:
     self.refused: dict = {}
     self.failures: dict = {}
     self.udp = None  # no UDP over MPI
+    self.codec: Any = None
     self._job: dict[str, Any] | None = None
     self._stopped = False
 
@@ -224,12 +225,16 @@ class MpiPool:
     return f"worker {index} (MPI rank {index + 1})"
 
   def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1,
-                udp_config: Any = None) -> None:
-    """Scatters the job to the worker ranks, which must all take it within the start timeout."""
+                udp_config: Any = None, codec: Any = None) -> None:
+    """Scatters the job to the worker ranks, which must all take it within the start timeout (the arguments as
+    `pool.WorkerPool.configure`'s)."""
     del largest_request  # MPI messages have no size limit to raise
     if udp_config is not None:
       raise ClusterError("--UDP sends to a parameter server over the network; over --MPI every row goes through "
                          "the MPI job: drop --UDP")
+    if codec is not None and files_per_worker != 1:
+      raise ClusterError("compressed rows go without redundancy")
+    self.codec = codec
     self._job = dict(job)
     self.dimension = int(job["dimension"])
     self.row_dimension = self.dimension * files_per_worker
@@ -271,7 +276,9 @@ class MpiPool:
     result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
     for index, answer in enumerate(answers):
       try:
-        row, loss, accuracy = wire.decode_row(answer, step, d)
+        row, loss, accuracy = wire.decode_row(answer, step, self.codec.words if self.codec is not None else d)
+        if self.codec is not None:
+          row = self.codec.decode(row)
       except wire.RefusedMessage as error:
         key = (index, error.reason)
         self.refused[key] = self.refused.get(key, 0) + 1

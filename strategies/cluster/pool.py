@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import queue
 import select
 import socket
 import time
@@ -67,19 +68,25 @@ class WorkerPool:
     self.refused: collections.Counter = collections.Counter()  # (worker, reason) -> count
     self.failures: collections.Counter = collections.Counter()  # (worker, gRPC status) -> count
     self.udp: udp.UdpReceiver | None = None
+    self.codec: Any = None
     self._wake_read = self._wake_write = None
+    self._answers: queue.Queue | None = None  # asynchronous mode's ended calls
 
   def describe(self, index: int) -> str:
     return f"worker {index} at {self.addresses[index]}"
 
   def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1,
-                udp_config: udp.UdpConfig | None = None) -> None:
+                udp_config: udp.UdpConfig | None = None, codec: Any = None) -> None:
     """Sends each worker its job (all at once); every worker must accept it within the start timeout.
 
     `largest_request`: the size of the largest step message (default: a weights message).
     `files_per_worker`: with a redundancy defence, each worker's row is that many gradients end to end.
     `udp_config`: the first `udp_config.nb_workers` workers send their rows over UDP (see `udp`).
+    `codec`: the workers send a compressor's payloads, which it decodes (a `payloads.PayloadCodec`).
     """
+    if codec is not None and (udp_config is not None or files_per_worker != 1):
+      raise ClusterError("compressed rows go over the default transport, without UDP nor redundancy")
+    self.codec = codec
     self._job = dict(job)
     self.dimension = int(job["dimension"])
     self.row_dimension = self.dimension * files_per_worker
@@ -125,6 +132,11 @@ class WorkerPool:
   def _job_for(self, index: int) -> bytes:
     return json.dumps({**self._job, "worker": index,
                        "udp": self.udp.job_field(index) if self.udp is not None else None}).encode()
+
+  def rejoining(self, index: int) -> bool:
+    """Whether worker `index` lost its job and is being configured again (asynchronous mode waits for it)."""
+    self._collect_reconfigured()
+    return index in self._reconfiguring
 
   def _sends_udp(self, index: int) -> bool:
     return self.udp is not None and index < len(self.udp.workers)
@@ -193,9 +205,36 @@ class WorkerPool:
       except BlockingIOError:
         pass
     for index, call in calls.items():
-      result.present[index] = self._take(index, call, step, result)
+      taken = self._take(index, call, step)
+      if taken is not None:
+        result.rows[index], result.losses[index], result.accuracies[index] = taken
+        result.present[index] = True
     self.present = result.present.copy()
     return result
+
+  # Asynchronous mode (AdaComp's server): each worker computes on its own weights, and is taken as it answers.
+
+  def submit(self, index: int, step: int, weights: np.ndarray, timeout: float | None = None) -> None:
+    """Asks worker `index` for its row of batch `step` on `weights`, without waiting (see `next_answer`)."""
+    if self.udp is not None:
+      raise ClusterError("the asynchronous server takes no UDP workers")
+    if self._answers is None:
+      self._answers = queue.Queue()
+    call = self._compute[index].future(wire.encode_weights(step, weights),
+                                       timeout=self.step_timeout if timeout is None else timeout)
+    answers = self._answers
+    call.add_done_callback(lambda _: answers.put((index, step, call)))
+
+  def next_answer(self, timeout: float) -> tuple[int, tuple[np.ndarray, float, float] | None]:
+    """(the worker that answered first, its (row, loss, accuracy), or None if it failed or its row was refused).
+
+    Every submitted call ends by its own deadline, so `timeout` (longer than theirs) is only a backstop."""
+    self._collect_reconfigured()
+    try:
+      index, step, call = self._answers.get(timeout=timeout)
+    except queue.Empty as empty:
+      raise ClusterError(f"no worker answered within {timeout:g} s") from empty
+    return index, self._take(index, call, step)
 
   def _settled(self, index: int, answered_at: float | None, now: float) -> bool:
     """Whether worker `index` is done for the step: its call ended and, over UDP, its row is in or given up."""
@@ -203,13 +242,14 @@ class WorkerPool:
       return answered_at is not None
     return self.udp.settled(index, answered_at, now)
 
-  def _take(self, index: int, call: grpc.Future, step: int, result: StepRows) -> bool:
+  def _take(self, index: int, call: grpc.Future, step: int) -> tuple[np.ndarray, float, float] | None:
+    """Worker `index`'s (row, loss, accuracy) for `step`, from its ended call; None if none (counted)."""
     over_udp = self._sends_udp(index)
     udp_row = self.udp.finish(index)[0] if over_udp else None  # its chunks are counted whatever its call did
     if not call.done():
       call.cancel()
       self.failures[(index, "deadline")] += 1
-      return False
+      return None
     try:
       answer = call.result()
     except grpc.RpcError as error:
@@ -221,25 +261,26 @@ class WorkerPool:
         self._reconfiguring[index] = self._configure[index].future(self._job_for(index), timeout=self.start_timeout)
       elif self.present[index]:
         logging.warning("%s failed step %d: %s", self.describe(index), step, _explain(error, self.step_timeout))
-      return False
+      return None
     except grpc.FutureCancelledError:
       self.failures[(index, "deadline")] += 1
-      return False
+      return None
     try:
       # A UDP worker answers with its loss and accuracy alone: its values came as datagrams.
-      row, loss, accuracy = wire.decode_row(answer, step, 0 if over_udp else self.row_dimension)
+      row, loss, accuracy = wire.decode_row(
+          answer, step, 0 if over_udp else self.codec.words if self.codec is not None else self.row_dimension)
+      if self.codec is not None:
+        row = self.codec.decode(row)
     except wire.RefusedMessage as error:
       self.refused[(index, error.reason)] += 1
       logging.warning("Refused the row of %s for step %d: %s", self.describe(index), step, error)
-      return False
+      return None
     if over_udp:
       row = udp_row
       if row is None:
         self.failures[(index, "udp-lost")] += 1
-        return False
-    result.rows[index] = row
-    result.losses[index], result.accuracies[index] = loss, accuracy
-    return True
+        return None
+    return row, loss, accuracy
 
   def _collect_reconfigured(self) -> None:
     for index, call in list(self._reconfiguring.items()):

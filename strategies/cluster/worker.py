@@ -58,7 +58,10 @@ JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
     # named, evaluated at the step) and sends its model's change divided by that rate, as in local mode.
     "experiment": {**COMMON_FIELDS, "experiment": str, "experiment_args": dict, "label_flip": bool,
                    "l1_regularize": (int, float), "l2_regularize": (int, float), "local_steps": int,
-                   "learning_rate": str, "learning_rate_args": dict, "redundancy": (dict, type(None))},
+                   "learning_rate": str, "learning_rate_args": dict, "redundancy": (dict, type(None)),
+                   # A compressor's configuration (Compressor.get_config): the worker sends its payload instead of
+                   # its row (see strategies.cluster.payloads), its state (residual) kept here.
+                   "compression": (dict, type(None))},
     # keras_fit: a Keras model's configuration (JSON data, deserialized in safe mode) and its loss; the data
     # come with each step, in these per-example shapes and dtypes, at most max_examples at a time.
     # With "redundancy" ({"placement", "replication", "args", "file_f"}: DETOX or ByzShield), the worker computes
@@ -135,6 +138,9 @@ class WorkerJob:
     if job["redundancy"] is not None:
       self.files, self._streams, attack_view = self._redundancy(job)
     self.attack = real_attack.RealAttack(job, attack, attack_args, **attack_view) if attack else None
+    self.codec, self._compression_state = None, {}
+    if job["compression"] is not None:
+      self._compression(job)
     weight_indices = training.penalised_indices(self.model)
     l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
     clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
@@ -195,6 +201,40 @@ class WorkerJob:
                for file in files]
     return files, streams, {"nb_rows": placement.nb_files, "nb_byzantine": 1, "nb_declared": settings["file_f"]}
 
+  def _compression(self, job: Mapping[str, Any]) -> None:
+    """The job's compressor, its codec and this worker's state (a restarted worker starts from zero)."""
+    from aggregathor import compression  # pylint: disable=g-import-not-at-top
+    from strategies.cluster import payloads  # pylint: disable=g-import-not-at-top
+    settings = dict(job["compression"])
+    try:
+      name, dimension, segments = settings.pop("name"), settings.pop("dimension"), settings.pop("segments")
+    except KeyError as error:
+      raise ValueError(f"job field compression: expected name, dimension, segments and the arguments, got "
+                       f"{sorted(job['compression'])}") from error
+    if job["redundancy"] is not None:
+      raise ValueError("job: a redundancy defence takes no compression")
+    if dimension != self.dimension:
+      raise ValueError(f"job field compression: a compressor of {dimension} coordinates for {self.dimension}")
+    compressor = compression.get(name, dimension, segments, **settings)
+    self.codec = payloads.PayloadCodec(compressor)
+    self._compression_state = {key: tf.Variable(value, trainable=False, name=f"compression_{key}")
+                               for key, value in compressor.init_state(1).items()}
+    state = self._compression_state
+
+    @tf.function
+    def encode(row):
+      payload, new_state = compressor.encode(row[None], {key: variable.value() for key, variable in state.items()})
+      for key, value in new_state.items():
+        state[key].assign(value)
+      return payload
+
+    self._encode = encode
+
+  def _compress(self, row: np.ndarray) -> np.ndarray:
+    """The payload words this worker sends for `row`, its compressor state updated."""
+    payload = self._encode(tf.constant(row, tf.float32))
+    return self.codec.to_words({key: value.numpy() for key, value in payload.items()})
+
   def _batch(self, position: int):
     return next(self._own.at(position, 1))
 
@@ -205,7 +245,10 @@ class WorkerJob:
   def answer(self, request: bytes) -> bytes:
     """The row message answering a weights message (`wire.RefusedMessage` if it is not one)."""
     step, weights = wire.decode_weights(request, self.dimension)
-    return wire.encode_row(step, *self.compute(step, weights))
+    row, loss, accuracy = self.compute(step, weights)
+    if self.codec is not None:
+      row = self._compress(row)
+    return wire.encode_row(step, row, loss, accuracy)
 
   def compute(self, step: int, weights: np.ndarray) -> tuple[np.ndarray, float, float]:
     """The row this worker sends for step `step`, and its loss and accuracy."""

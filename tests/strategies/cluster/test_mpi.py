@@ -182,3 +182,18 @@ def test_deploy_runs_the_mpi_job_over_the_cluster_hosts(tmp_path):
                        capture_output=True, text=True, timeout=60, check=False)
   assert bad.returncode == 2
   assert "has --nb-workers 5, and the cluster JSON's worker job 'workers' has 3 task(s)" in bad.stderr
+
+
+def test_compressed_rows_over_mpi_train_as_local_mode(tmp_path):
+  # Each worker rank keeps its own 2-bit residual and sends the packed words; rank 0 decodes before the rule.
+  common = ["--experiment", "digits", "--aggregator", "median", "--nb-workers", "3", "--nb-decl-byz-workers", "1",
+            "--max-steps", "20", "--evaluation-delta", "10", "--compression", "2bit", "--no-wait"]
+  status, log = mpirun(MPIRUN + runner_ranks(4, *common, "--evaluation-file", str(tmp_path / "mpi.tsv")),
+                       tmp_path / "mpirun.log")
+  assert status == 0, log[-3000:]
+  assert "compressed gradients" in log
+  local = subprocess.run([sys.executable, "runner.py", *common, "--evaluation-file", str(tmp_path / "local.tsv")],
+                         cwd=REPO_ROOT, env=ENVIRONMENT, capture_output=True, text=True, timeout=300, check=False)
+  assert local.returncode == 0, local.stderr[-3000:]
+  losses = [float((tmp_path / name).read_text().split("loss:")[1]) for name in ("mpi.tsv", "local.tsv")]
+  assert abs(losses[0] - losses[1]) < 1e-4 * max(1.0, losses[1]), losses
