@@ -61,7 +61,7 @@ wheel=$(ls "$cache"/horovod-*.whl 2>/dev/null | head -n 1 || true)
 if [ -z "$wheel" ]; then
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
-  echo "Building Horovod $version with MPI for TensorFlow $tf_version (about 8 minutes on 2 cores)..." >&2
+  echo "Building Horovod $version with MPI for TensorFlow $tf_version (about 2 minutes on 2 cores)..." >&2
   "$python" -m pip download --quiet --no-deps --no-binary :all: "horovod==$version" -d "$work"
   echo "$sha256  $work/horovod-$version.tar.gz" | sha256sum --check --quiet
   tar -xzf "$work/horovod-$version.tar.gz" -C "$work"

@@ -105,7 +105,7 @@ class Collectives:
     reader, writer = socket.socketpair()
     writer.setblocking(False)
     signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)  # written whichever thread the signal hits
-    self._wakeup = (reader, writer)
+    self._wakeup = (reader, writer)  # kept open for as long as this object lives
 
     def watch() -> None:
       while True:
