@@ -308,6 +308,7 @@ class WorkerPool:
     self._reconfiguring.clear()
     for channel in self._channels:
       channel.close()
+    self._answers = None  # the closed channels' cancelled calls
     if self.udp is not None:
       self.udp.close()
       self.udp = None
