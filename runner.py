@@ -113,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
                      "staleness; the workers' compute times are simulated (see --delay-spread)")
   group.add_argument("--delay-spread", type=float, default=1.0,
                      help="with --asynchronous: worker i's mean compute time is 1 + spread·i/(n-1)")
+  group = parser.add_argument_group("HiPS: two levels of parameter servers (see strategies.hierarchy)")
+  group.add_argument("--parties", type=int, default=0, metavar="P",
+                     help="cut the workers into P contiguous parties, each aggregated by --aggregator with "
+                     "--nb-decl-byz-workers per party, then the parties by --global-aggregator (0: one level)")
+  group.add_argument("--global-aggregator", default="average", help="with --parties: the rule across the parties")
+  group.add_argument("--global-aggregator-args", **pairs, help="arguments of --global-aggregator")
+  group.add_argument("--nb-decl-byz-parties", type=int, default=0,
+                     help="with --parties: the parties declared Byzantine, the f of --global-aggregator")
+  group.add_argument("--party-compression", default=None, choices=COMPRESSORS,
+                     help="with --parties: compress each party's push to the global PS (HiPS: 2bit), with the "
+                     "party's own residual")
+  group.add_argument("--party-compression-args", **pairs, help="arguments of --party-compression, e.g. "
+                     "threshold:0.001")
   group = parser.add_argument_group("optimisation")
   group.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="Keras optimizer to use")
   group.add_argument("--optimizer-args", **pairs, help="additional arguments of the Keras optimizer, dashed, "
@@ -276,6 +289,13 @@ def check_flags(flags: argparse.Namespace) -> None:
   for name in ("step_timeout", "start_timeout"):
     if not getattr(flags, name) > 0:
       raise UsageError(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(flags, name)}")
+  if flags.parties < 0 or flags.nb_decl_byz_parties < 0:
+    raise UsageError(f"--parties and --nb-decl-byz-parties must be >= 0, got {flags.parties} and "
+                     f"{flags.nb_decl_byz_parties}")
+  if not flags.parties and (flags.global_aggregator != "average" or flags.global_aggregator_args
+                            or flags.nb_decl_byz_parties or flags.party_compression):
+    raise UsageError("--global-aggregator, --nb-decl-byz-parties and --party-compression are HiPS's: give "
+                     "--parties P too")
   if flags.mpi:
     clashes = [flag for flag, used in (("--server", flags.server), ("--transport tf", flags.transport == "tf"),
                                        ("--UDP", flags.udp)) if used]
@@ -438,6 +458,17 @@ def select_devices(flags: argparse.Namespace) -> bool:
   return use_gpu
 
 
+def party_compression_args(flags: argparse.Namespace) -> dict[str, Any]:
+  """--party-compression-args, typed by the compressor's defaults."""
+  if not flags.party_compression:
+    if flags.party_compression_args:
+      raise ValueError("--party-compression-args given without --party-compression")
+    return {}
+  from aggregathor import compression  # pylint: disable=g-import-not-at-top
+  return typed_args(compression.params(flags.party_compression), flags.party_compression_args,
+                    "--party-compression-args")
+
+
 def compression_args(flags: argparse.Namespace) -> dict[str, Any]:
   """--compression-args, typed by the compressor's defaults."""
   if not flags.compression:
@@ -504,6 +535,11 @@ def build_training(flags: argparse.Namespace):
       replication=flags.replication, byzantine_set=flags.byzantine_set, byzantine_workers=flags.byzantine_workers,
       buckets=flags.buckets, compression=flags.compression,
       compression_args=compression_args(flags), asynchronous=flags.asynchronous, delay_spread=flags.delay_spread,
+      parties=flags.parties, global_aggregator=flags.global_aggregator,
+      global_aggregator_args=typed_args(rule_params(gars.get(flags.global_aggregator)), flags.global_aggregator_args,
+                                        "--global-aggregator-args"),
+      nb_decl_byz_parties=flags.nb_decl_byz_parties, party_compression=flags.party_compression,
+      party_compression_args=party_compression_args(flags),
       udp_workers=flags.udp, udp_datagram_bytes=flags.udp_datagram_bytes, udp_fill=flags.udp_fill,
       udp_linger=flags.udp_linger)
   return training.Training(config)

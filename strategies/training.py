@@ -122,6 +122,15 @@ class TrainingConfig:
   # Over the gRPC transport: the first udp_workers workers send their rows as authenticated UDP datagrams of
   # udp_datagram_bytes to the parameter server's task address (see strategies.cluster.udp); what did not come is
   # filled by udp_fill ("nan", "zero" or "last"), waiting udp_linger seconds past a worker's answer.
+  # HiPS (see strategies.hierarchy): the workers in `parties` contiguous parties (0: none), each aggregated by
+  # `aggregator` with nb_decl_byz_workers per party, the parties by `global_aggregator` with nb_decl_byz_parties,
+  # each party's push compressed by `party_compression` (e.g. "2bit") with its own residual.
+  parties: int = 0
+  global_aggregator: str = "average"
+  global_aggregator_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  nb_decl_byz_parties: int = 0
+  party_compression: str | None = None
+  party_compression_args: dict[str, Any] = dataclasses.field(default_factory=dict)
   udp_workers: int = 0
   udp_datagram_bytes: int = 1472
   udp_fill: str = "nan"
@@ -335,6 +344,9 @@ class Training:
     learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
     keras.utils.set_random_seed(config.seed)
     rule = gars.get(config.aggregator)
+    aggregator_args = config.aggregator_args
+    if config.parties:
+      rule, aggregator_args = self._hierarchical_rule(rule), {}
     self.pool = None
     if self.in_graph:
       # The in-graph transport: the local strategy's replicas are the workers' devices.
@@ -366,7 +378,7 @@ class Training:
     else:
       self.strategy = ByzantineStrategy(
           rule, config.nb_workers, config.nb_decl_byz_workers, config.nb_real_byz_workers,
-          config.attack, config.aggregator_args, config.attack_args, momentum=config.momentum,
+          config.attack, aggregator_args, config.attack_args, momentum=config.momentum,
           momentum_at=config.momentum_at, dampening=config.dampening, clip=config.gradient_clip,
           study_period=config.study_period)
       self.pipeline = self.strategy.pipeline
@@ -402,6 +414,16 @@ class Training:
       logging.info("Compression %s: %d bytes a worker a step, %.1fx less than the %d of a float32 row",
                    compressor.name, compressor.payload_bytes, 4 * self.dimension / compressor.payload_bytes,
                    4 * self.dimension)
+    self.party_bytes_per_step = 0
+    if config.parties:
+      # Each party's push to the global PS, as a float32 row or compressed with the party's own residual.
+      self.party_bytes_per_step = 4 * self.dimension * config.parties
+      if config.party_compression:
+        from aggregathor import compression  # pylint: disable=g-import-not-at-top
+        party_compressor = compression.get(config.party_compression, self.dimension, self.variable_sizes,
+                                           **config.party_compression_args)
+        self.pipeline.rule.compress_pushes_with(party_compressor)
+        self.party_bytes_per_step = party_compressor.payload_bytes * config.parties
     self.pipeline.build(self.dimension, tf.float32)
     self.server = None
     if config.asynchronous:
@@ -415,6 +437,26 @@ class Training:
     self._eval_batch = self._evaluation_step()
     if config.workers and not self.in_graph:
       self._start_pool()
+
+  def _hierarchical_rule(self, local: gars.Rule) -> gars.Rule:
+    """HiPS's two levels, in local mode: the parties' rule, then the global one (see strategies.hierarchy)."""
+    from strategies import hierarchy  # pylint: disable=g-import-not-at-top
+    config = self.config
+    problems = [flag for flag, used in (
+        ("--server/--MPI", config.workers), ("--redundancy", config.redundancy),
+        ("--asynchronous", config.asynchronous)) if used]
+    if problems:
+      raise ValueError(f"--parties runs HiPS's two levels in local mode, for now: drop {', '.join(problems)}")
+    rule = hierarchy.HierarchicalRule(local, config.parties, gars.get(config.global_aggregator),
+                                      config.nb_decl_byz_parties, local_args=config.aggregator_args,
+                                      global_args=config.global_aggregator_args)
+    rule.check(config.nb_workers, config.nb_decl_byz_workers)
+    logging.info("HiPS: %d workers in %d parties (%s), each aggregated by %s with f=%d, the parties by %s with f=%d",
+                 config.nb_workers, config.parties,
+                 ", ".join(str(stop - start) for start, stop in hierarchy.party_bounds(config.nb_workers,
+                                                                                       config.parties)),
+                 config.aggregator, config.nb_decl_byz_workers, config.global_aggregator, config.nb_decl_byz_parties)
+    return rule
 
   def _redundancy_pipeline(self, rule: gars.Rule, across_processes: bool = False):
     """DETOX or ByzShield: the files' gradients (locally, one replica per file), the vote and the rule across them."""
@@ -1016,6 +1058,10 @@ class Training:
         ratio = (f"compressed gradients ({self.float_bytes_per_step / self.sent_bytes_per_step:.1f}x less than "
                  "float32 rows)" if config.compression else "gradients (float32 rows)")
         print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of {ratio}", flush=True)
+        if config.parties:
+          print(f"Parties pushed {trained_steps * self.party_bytes_per_step / 1e6:.3f} MB to the global PS "
+                f"({4 * self.dimension * config.parties / self.party_bytes_per_step:.1f}x less than float32 rows)",
+                flush=True)
     return status
 
   def _report_failure(self, error: BaseException, at_step: int, save) -> None:

@@ -60,7 +60,7 @@ def experiment_job(index: int, placement: redundancy.Placement, **fields) -> dic
          "gradient_clip": None, "momentum": 0.0, "dampening": 0.0, "momentum_at": "update", "dimension": dimension,
          "experiment": "digits", "experiment_args": {}, "label_flip": False, "l1_regularize": 0.0, "udp": None,
          "l2_regularize": 0.0, "local_steps": 1, "learning_rate": "fixed", "learning_rate_args": {},
-         "redundancy": {"placement": "mols", "replication": 3, "args": {}, "file_f": 3}, **fields}
+         "redundancy": {"placement": "mols", "replication": 3, "args": {}, "file_f": 3}, "compression": None, **fields}
   return worker.check_job(job)
 
 
