@@ -725,9 +725,27 @@ class Training:
 
     return train_step
 
+  def _asynchronous_updates(self):
+    """(the weights as one (d,) tensor, the `tf.function` that applies worker w's row as AdaComp's server does)."""
+    optimizer, server, sizes = self.optimizer, self.server, self.variable_sizes
+    variables = self.model.trainable_variables
+
+    def flat_weights():
+      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+
+    @tf.function
+    def apply(worker, row):
+      step = server.receive(worker, row)
+      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
+                                    variables))
+      server.fetch(worker, flat_weights())
+      self.step.assign_add(1)
+
+    return flat_weights, apply
+
   def _asynchronous_step(self):
     """One arrival at AdaComp's asynchronous server: the next worker's gradient on the weights it fetched."""
-    config, model, optimizer, server = self.config, self.model, self.optimizer, self.server
+    config, model, server = self.config, self.model, self.server
     n = config.nb_workers
     variables = model.trainable_variables
     sizes = self.variable_sizes
@@ -736,8 +754,7 @@ class Training:
     streams = [iter(self.experiment.worker_dataset(n, i, seed=config.seed).skip(int(server.computed[i].numpy())))
                for i in range(n)]
 
-    def flat_weights():
-      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+    flat_weights, apply = self._asynchronous_updates()
 
     @tf.function
     def gradient(weights, x, y):
@@ -752,14 +769,6 @@ class Training:
       if config.gradient_clip is not None:
         row = row * tf.minimum(1.0, config.gradient_clip / tf.maximum(tf.norm(row), 1e-30))
       return row, loss, accuracy_of(logits, y)
-
-    @tf.function
-    def apply(worker, row):
-      step = server.receive(worker, row)
-      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
-                                    variables))
-      server.fetch(worker, flat_weights())
-      self.step.assign_add(1)
 
     server.start(flat_weights())
 
@@ -779,20 +788,8 @@ class Training:
     on the weights it fetched; a failed, late or refused one fetches the current weights and computes again. A run
     stops if no usable row comes for `start_timeout`, as a synchronous one without its quorum.
     """
-    config, model, optimizer, server, pool = self.config, self.model, self.optimizer, self.server, self.pool
-    variables = model.trainable_variables
-    sizes = self.variable_sizes
-
-    def flat_weights():
-      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
-
-    @tf.function
-    def apply(worker, row):
-      step = server.receive(worker, row)
-      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
-                                    variables))
-      server.fetch(worker, flat_weights())
-      self.step.assign_add(1)
+    config, server, pool = self.config, self.server, self.pool
+    flat_weights, apply = self._asynchronous_updates()
 
     def submit(worker: int, timeout: float | None = None) -> None:
       pool.submit(worker, int(server.computed[worker].numpy()), server.fetched[worker].numpy(), timeout)

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from absl import logging
 
-from strategies.cluster import wire
+from strategies.cluster import payloads, wire
 from strategies.cluster.pool import StepRows
 from strategies.cluster.spec import ClusterError
 
@@ -276,9 +276,7 @@ class MpiPool:
     result = StepRows(np.zeros((n, d), np.float32), np.zeros(n, bool), np.full(n, np.nan), np.full(n, np.nan))
     for index, answer in enumerate(answers):
       try:
-        row, loss, accuracy = wire.decode_row(answer, step, self.codec.words if self.codec is not None else d)
-        if self.codec is not None:
-          row = self.codec.decode(row)
+        row, loss, accuracy = payloads.decode_row(answer, step, d, self.codec)
       except wire.RefusedMessage as error:
         key = (index, error.reason)
         self.refused[key] = self.refused.get(key, 0) + 1

@@ -55,3 +55,12 @@ class PayloadCodec:
       raise wire.RefusedMessage("payload", f"a {self.compressor.name} payload that does not decode: "
                                            f"{str(error).splitlines()[0][:200]}") from error
     return row.numpy()[0].astype(np.float32, copy=False)
+
+
+def decode_row(answer: bytes, step: int, count: int, codec: PayloadCodec | None) -> tuple[np.ndarray, float, float]:
+  """(row, loss, accuracy) of a worker's answer to `step`: `count` float32 values, or with `codec` its payload
+  words decoded (`wire.RefusedMessage` if it is neither)."""
+  if codec is None:
+    return wire.decode_row(answer, step, count)
+  words, loss, accuracy = wire.decode_row(answer, step, codec.words)
+  return codec.decode(words), loss, accuracy

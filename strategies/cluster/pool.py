@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 from absl import logging
 
-from strategies.cluster import credentials, udp, wire, worker
+from strategies.cluster import credentials, payloads, udp, wire, worker
 from strategies.cluster.spec import Address, ClusterError
 
 
@@ -267,10 +267,7 @@ class WorkerPool:
       return None
     try:
       # A UDP worker answers with its loss and accuracy alone: its values came as datagrams.
-      row, loss, accuracy = wire.decode_row(
-          answer, step, 0 if over_udp else self.codec.words if self.codec is not None else self.row_dimension)
-      if self.codec is not None:
-        row = self.codec.decode(row)
+      row, loss, accuracy = payloads.decode_row(answer, step, 0 if over_udp else self.row_dimension, self.codec)
     except wire.RefusedMessage as error:
       self.refused[(index, error.reason)] += 1
       logging.warning("Refused the row of %s for step %d: %s", self.describe(index), step, error)

@@ -14,6 +14,15 @@ import sys
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 
 
+def supervise(cluster: pathlib.Path, run: pathlib.Path, idle_timeout: float) -> subprocess.CompletedProcess:
+  """deploy.py's Supervisor task over `run`, to its end."""
+  return subprocess.run(
+      [sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(cluster), "--id", "evaluator:0",
+       "--supervise", str(run), "--idle-timeout", str(idle_timeout)], cwd=cluster.parent, capture_output=True,
+      text=True, timeout=300, check=False,
+      env={"PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+
+
 def test_asynchronous_adacomp_on_worker_processes_and_the_supervisor_evaluates_its_checkpoints(make_cluster):
   cluster = make_cluster(3)
   cluster.start_workers()
@@ -36,21 +45,13 @@ def test_asynchronous_adacomp_on_worker_processes_and_the_supervisor_evaluates_i
   spec = dict(json.loads(cluster.spec_path.read_text()), evaluator=["127.0.0.1:1"])
   with_evaluator = cluster.root / "with-evaluator.json"
   with_evaluator.write_text(json.dumps(spec))
-  supervisor = subprocess.run(
-      [sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(with_evaluator), "--id", "evaluator:0",
-       "--supervise", str(run), "--idle-timeout", "2"], cwd=cluster.root, capture_output=True, text=True,
-      timeout=300, check=False, env={"PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
-                                     "PATH": "/usr/bin:/bin"})
+  supervisor = supervise(with_evaluator, run, idle_timeout=2)
   assert supervisor.returncode == 0, supervisor.stderr[-3000:]
   supervised = (run / "supervisor-eval").read_text().split("\t")
   own = (cluster.root / "ps.tsv").read_text().split("\t")
   assert supervised[1:] == own[1:], (supervised, own)
   # Started again, it finds step 150 done and evaluates nothing more.
-  again = subprocess.run(
-      [sys.executable, str(REPO_ROOT / "deploy.py"), "--cluster", str(with_evaluator), "--id", "evaluator:0",
-       "--supervise", str(run), "--idle-timeout", "1"], cwd=cluster.root, capture_output=True, text=True,
-      timeout=300, check=False, env={"PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2",
-                                     "PATH": "/usr/bin:/bin"})
+  again = supervise(with_evaluator, run, idle_timeout=1)
   assert again.returncode == 0, again.stderr[-3000:]
   assert len((run / "supervisor-eval").read_text().splitlines()) == 1
   assert "0 evaluated" in again.stderr
