@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
                      "party's own residual")
   group.add_argument("--party-compression-args", **pairs, help="arguments of --party-compression, e.g. "
                      "threshold:0.001")
+  group.add_argument("--global-update", default="asgd", choices=["asgd", "dc-asgd"],
+                     help="with --parties and --asynchronous: how the global PS applies each party's aggregate as "
+                     "it arrives, ASGD (w <- w - lr*g) or DC-ASGD's delay compensation (Zheng et al., ICML 2017)")
+  group.add_argument("--dc-lambda", type=float, default=0.04, help="with --global-update dc-asgd: its lambda")
+  group.add_argument("--dc-weight-decay", type=float, default=0.0,
+                     help="with --global-update dc-asgd: its weight decay wd")
   group = parser.add_argument_group("optimisation")
   group.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS, help="Keras optimizer to use")
   group.add_argument("--optimizer-args", **pairs, help="additional arguments of the Keras optimizer, dashed, "
@@ -146,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
   group.add_argument("--gradient-clip", type=float, default=None, help="L2 norm the honest gradients are clipped at")
   group.add_argument("--local-steps", type=int, default=1,
                      help="local SGD steps between communications; >1 sends model deltas (FedAvg-style)")
+  group.add_argument("--local-epochs", type=float, default=0.0, metavar="E",
+                     help="instead of --local-steps: E passes over each worker's share of the training set between "
+                     "communications (FedAvg, HiPS's -le), as local steps of the experiment's batch size")
   group.add_argument("--max-steps", type=int, default=1000, help="number of additional steps to perform before "
                      "stopping, on top of a resumed checkpoint's; non-positive for no limit")
   group = parser.add_argument_group("outputs")
@@ -296,6 +305,12 @@ def check_flags(flags: argparse.Namespace) -> None:
                             or flags.nb_decl_byz_parties or flags.party_compression):
     raise UsageError("--global-aggregator, --nb-decl-byz-parties and --party-compression are HiPS's: give "
                      "--parties P too")
+  if not flags.local_epochs >= 0 or (flags.local_epochs and flags.local_steps != 1):
+    raise UsageError(f"--local-epochs must be >= 0 and stands for --local-steps: give one of them, got "
+                     f"--local-epochs {flags.local_epochs} and --local-steps {flags.local_steps}")
+  if not flags.asynchronous and (flags.global_update != "asgd" or flags.dc_lambda != 0.04 or flags.dc_weight_decay):
+    raise UsageError("--global-update, --dc-lambda and --dc-weight-decay are for HiPS's asynchronous global PS: give "
+                     "--parties P and --asynchronous too")
   if flags.mpi:
     clashes = [flag for flag, used in (("--server", flags.server), ("--transport tf", flags.transport == "tf"),
                                        ("--UDP", flags.udp)) if used]
@@ -517,7 +532,7 @@ def build_training(flags: argparse.Namespace):
       l1_regularize=flags.l1_regularize, l2_regularize=flags.l2_regularize, momentum=flags.momentum,
       momentum_at=flags.momentum_at, dampening=flags.dampening, nesterov=flags.nesterov,
       gradient_clip=flags.gradient_clip,
-      local_steps=flags.local_steps, max_steps=flags.max_steps,
+      local_steps=flags.local_steps, local_epochs=flags.local_epochs, max_steps=flags.max_steps,
       checkpoint_dir=checkpoint_dir, checkpoint_delta=flags.checkpoint_delta,
       checkpoint_period=flags.checkpoint_period,
       summary_dir=output_path(flags.summary_dir, checkpoint_dir), summary_delta=flags.summary_delta,
@@ -539,7 +554,8 @@ def build_training(flags: argparse.Namespace):
       global_aggregator_args=typed_args(rule_params(gars.get(flags.global_aggregator)), flags.global_aggregator_args,
                                         "--global-aggregator-args"),
       nb_decl_byz_parties=flags.nb_decl_byz_parties, party_compression=flags.party_compression,
-      party_compression_args=party_compression_args(flags),
+      party_compression_args=party_compression_args(flags), global_update=flags.global_update,
+      dc_lambda=flags.dc_lambda, dc_weight_decay=flags.dc_weight_decay,
       udp_workers=flags.udp, udp_datagram_bytes=flags.udp_datagram_bytes, udp_fill=flags.udp_fill,
       udp_linger=flags.udp_linger)
   return training.Training(config)

@@ -71,6 +71,9 @@ class TrainingConfig:
   nesterov: bool = False
   gradient_clip: float | None = None
   local_steps: int = 1
+  # FedAvg's local epochs (0: none): that many passes over each worker's share between communications, as
+  # local_steps of the experiment's batch size (rounded, at least one), which it then replaces.
+  local_epochs: float = 0.0
   max_steps: int = 1000
   checkpoint_dir: str | None = None
   checkpoint_delta: int = -1
@@ -131,6 +134,12 @@ class TrainingConfig:
   nb_decl_byz_parties: int = 0
   party_compression: str | None = None
   party_compression_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # With `asynchronous` too, HiPS's global PS applies each party's aggregate alone as it arrives (see
+  # strategies.global_updates), by "asgd" or "dc-asgd" with dc_lambda and dc_weight_decay; the parties' simulated
+  # compute times spread as the workers' do in AdaComp's mode.
+  global_update: str = "asgd"
+  dc_lambda: float = 0.04
+  dc_weight_decay: float = 0.0
   udp_workers: int = 0
   udp_datagram_bytes: int = 1472
   udp_fill: str = "nan"
@@ -285,6 +294,18 @@ def evaluation_line(step: int, results: dict[str, float]) -> str:
   return "\t".join([f"{time.time():.3f}", str(step)] + [f"{k}:{v:.6g}" for k, v in results.items()])
 
 
+def local_steps_for_epochs(experiment: Any, nb_workers: int, epochs: float, local_steps: int = 1) -> int:
+  """FedAvg's local epochs as local steps: `epochs` passes over a worker's mean share, rounded, at least one."""
+  if not epochs > 0 or local_steps != 1:
+    raise ValueError(f"expected local epochs > 0 in place of local steps, got {epochs} epochs and {local_steps} "
+                     "local steps: give one of them")
+  share = len(experiment.load().y_train) / nb_workers
+  steps = max(1, round(epochs * share / experiment.args["batch-size"]))
+  logging.info("%g local epochs: %d local steps of %d examples over a worker's share of %d", epochs, steps,
+               experiment.args["batch-size"], int(share))
+  return steps
+
+
 class Training:
   """One run: built from a `TrainingConfig`, resumed from its checkpoint directory, trained by `run()`."""
 
@@ -301,11 +322,11 @@ class Training:
       config = dataclasses.replace(config, workers=[f"MPI rank {rank}" for rank in range(1, config.nb_workers + 1)])
     self.config = config
     self.in_graph = bool(config.workers) and config.transport == "tf"
-    if config.asynchronous:
+    if config.asynchronous and not config.parties:
       problems = [flag for flag, used in (
           ("--MPI", config.transport == "mpi"), ("--transport tf", config.workers and config.transport == "tf"),
           ("--UDP", config.udp_workers), ("--redundancy", config.redundancy), ("--attack", config.attack),
-          ("--label-flip", config.label_flip), ("--local-steps", config.local_steps != 1),
+          ("--label-flip", config.label_flip), ("--local-steps", config.local_steps != 1 or config.local_epochs),
           ("--study-period", config.study_period), ("--momentum", config.momentum),
           ("--aggregator", config.aggregator != "average")) if used]
       if problems:
@@ -315,7 +336,8 @@ class Training:
     if config.nesterov:
       problems = [flag for flag, used in (
           ("--server", config.workers), ("--redundancy", config.redundancy), ("--asynchronous", config.asynchronous),
-          ("--local-steps", config.local_steps != 1), ("--optimizer", config.optimizer != "sgd")) if used]
+          ("--local-steps", config.local_steps != 1 or config.local_epochs),
+          ("--optimizer", config.optimizer != "sgd")) if used]
       if not config.momentum:
         raise ValueError("--nesterov moves the weights along the momentum: give --momentum too")
       if problems:
@@ -341,6 +363,9 @@ class Training:
       worker_devices = in_graph.connect(spec.ClusterSpec(config.cluster), config.ps_job, config.worker_job,
                                         config.start_timeout)
     experiment = experiments.get(config.experiment, **config.experiment_args)
+    if config.local_epochs:
+      config = self.config = dataclasses.replace(config, local_steps=local_steps_for_epochs(
+          experiment, config.nb_workers, config.local_epochs, config.local_steps))
     learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
     keras.utils.set_random_seed(config.seed)
     rule = gars.get(config.aggregator)
@@ -398,7 +423,10 @@ class Training:
     # Each trainable variable's size, in the order of the flat (d,) rows the pipeline aggregates.
     self.variable_sizes = [int(np.prod(v.shape)) for v in self.model.trainable_variables]
     self.dimension = sum(self.variable_sizes)
-    senders = 1 if config.asynchronous else self.nb_replicas  # asynchronous: one worker's gradient a step
+    # Asynchronous: one worker's gradient a step, or one party's workers' rows (on average, the parties' sizes
+    # differing by one at most).
+    senders = (config.nb_workers / config.parties if config.parties else 1) if config.asynchronous else \
+        self.nb_replicas
     self.float_bytes_per_step = 4 * self.dimension * senders  # float32 rows, uncompressed
     self.sent_bytes_per_step = self.float_bytes_per_step
     compressor = self.compressor = None
@@ -415,18 +443,28 @@ class Training:
                    compressor.name, compressor.payload_bytes, 4 * self.dimension / compressor.payload_bytes,
                    4 * self.dimension)
     self.party_bytes_per_step = 0
+    party_compressor = None
+    pushes = 1 if config.asynchronous else config.parties  # asynchronous: one party's push a step
     if config.parties:
       # Each party's push to the global PS, as a float32 row or compressed with the party's own residual.
-      self.party_bytes_per_step = 4 * self.dimension * config.parties
+      self.party_bytes_per_step = 4 * self.dimension * pushes
       if config.party_compression:
         from aggregathor import compression  # pylint: disable=g-import-not-at-top
         party_compressor = compression.get(config.party_compression, self.dimension, self.variable_sizes,
                                            **config.party_compression_args)
-        self.pipeline.rule.compress_pushes_with(party_compressor)
-        self.party_bytes_per_step = party_compressor.payload_bytes * config.parties
+        if not config.asynchronous:
+          self.pipeline.rule.compress_pushes_with(party_compressor)
+        self.party_bytes_per_step = party_compressor.payload_bytes * pushes
     self.pipeline.build(self.dimension, tf.float32)
-    self.server = None
-    if config.asynchronous:
+    self.server = self.global_server = None
+    self.party_pipelines: list[GradientPipeline] = []
+    if config.parties and config.asynchronous:
+      from strategies.global_updates import GlobalServer  # pylint: disable=g-import-not-at-top
+      self.party_pipelines = self._party_pipelines()
+      self.global_server = GlobalServer(config.parties, self.dimension, config.global_update, config.dc_lambda,
+                                        config.dc_weight_decay, party_compressor, config.delay_spread,
+                                        seed=config.seed)
+    elif config.asynchronous:
       from strategies.asynchronous import AsynchronousServer  # pylint: disable=g-import-not-at-top
       # On a cluster the worker processes compress, and the pool decodes before the server.
       self.server = AsynchronousServer(config.nb_workers, self.dimension, None if config.workers else compressor,
@@ -443,10 +481,27 @@ class Training:
     from strategies import hierarchy  # pylint: disable=g-import-not-at-top
     config = self.config
     problems = [flag for flag, used in (
-        ("--server/--MPI", config.workers), ("--redundancy", config.redundancy),
-        ("--asynchronous", config.asynchronous)) if used]
+        ("--server/--MPI", config.workers), ("--redundancy", config.redundancy)) if used]
     if problems:
       raise ValueError(f"--parties runs HiPS's two levels in local mode, for now: drop {', '.join(problems)}")
+    if config.asynchronous:
+      problems = [flag for flag, used in (
+          ("--global-aggregator", config.global_aggregator != "average" or config.global_aggregator_args),
+          ("--nb-decl-byz-parties", config.nb_decl_byz_parties), ("--momentum", config.momentum),
+          ("--nesterov", config.nesterov), ("--study-period", config.study_period),
+          ("--compression", config.compression), ("--optimizer", config.optimizer != "sgd")) if used]
+      if problems:
+        raise ValueError(f"--parties with --asynchronous applies each party's aggregate alone as it arrives, by "
+                         f"plain SGD (ASGD or DC-ASGD): drop {', '.join(problems)} (there is no rule across the "
+                         "parties: to filter a Byzantine party, run synchronously with a robust --global-aggregator)")
+      for start, stop in hierarchy.party_bounds(config.nb_workers, config.parties):
+        if start >= config.nb_workers - config.nb_real_byz_workers:
+          raise ValueError(f"with --asynchronous each party's workers are aggregated alone, and party of workers "
+                           f"{start} to {stop - 1} would have no honest worker: use fewer --nb-real-byz-workers, "
+                           "or run synchronously with a robust --global-aggregator against a Byzantine party")
+    elif config.global_update != "asgd" or config.dc_lambda != 0.04 or config.dc_weight_decay:
+      raise ValueError("--global-update, --dc-lambda and --dc-weight-decay are for HiPS's asynchronous global PS: "
+                       "give --asynchronous too")
     rule = hierarchy.HierarchicalRule(local, config.parties, gars.get(config.global_aggregator),
                                       config.nb_decl_byz_parties, local_args=config.aggregator_args,
                                       global_args=config.global_aggregator_args)
@@ -457,6 +512,20 @@ class Training:
                                                                                        config.parties)),
                  config.aggregator, config.nb_decl_byz_workers, config.global_aggregator, config.nb_decl_byz_parties)
     return rule
+
+  def _party_pipelines(self) -> list[GradientPipeline]:
+    """Asynchronous HiPS: each party's PS, its workers' rows through the attack, clipping and its local rule."""
+    from strategies import hierarchy  # pylint: disable=g-import-not-at-top
+    config = self.config
+    first_byzantine = config.nb_workers - config.nb_real_byz_workers
+    pipelines = []
+    for start, stop in hierarchy.party_bounds(config.nb_workers, config.parties):
+      pipeline = GradientPipeline(config.aggregator, stop - start, config.nb_decl_byz_workers,
+                                  max(0, stop - max(start, first_byzantine)), config.attack, config.aggregator_args,
+                                  config.attack_args, clip=config.gradient_clip)
+      pipeline.build(self.dimension, tf.float32)
+      pipelines.append(pipeline)
+    return pipelines
 
   def _redundancy_pipeline(self, rule: gars.Rule, across_processes: bool = False):
     """DETOX or ByzShield: the files' gradients (locally, one replica per file), the vote and the rule across them."""
@@ -566,6 +635,11 @@ class Training:
                    pipeline=tf.train.Checkpoint(**self.pipeline.variables()))
     if self.server is not None:
       tracked["asynchronous"] = tf.train.Checkpoint(**self.server.variables())
+    if self.global_server is not None:
+      tracked["global_server"] = tf.train.Checkpoint(**self.global_server.variables())
+      tracked["parties"] = tf.train.Checkpoint(**{
+          f"party_{party}_{name}": variable for party, pipeline in enumerate(self.party_pipelines)
+          for name, variable in pipeline.variables().items()})
     latest = tf.train.latest_checkpoint(config.checkpoint_dir) if config.checkpoint_dir else None
     # The weights the run started from, behind the study's distance from init: kept in the
     # checkpoints while the study is on (or was, in the checkpoint resumed), so that a resumed
@@ -743,13 +817,23 @@ class Training:
 
     return flat_weights, apply
 
+  def _flat_gradient(self, weights: tf.Tensor, x: tf.Tensor, y: tf.Tensor):
+    """(the (d,) gradient row, loss, accuracy) of the model at the flat `weights` (d,) on one batch, unclipped."""
+    config, model = self.config, self.model
+    variables = model.trainable_variables
+    params = [tf.reshape(part, v.shape) for part, v in zip(tf.split(weights, self.variable_sizes), variables)]
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x, training=True)
+      loss = penalised_loss(logits, y, [params[i] for i in penalised_indices(model)], config.l1_regularize,
+                            config.l2_regularize)
+    row = tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(loss, params)], axis=0)
+    return row, loss, accuracy_of(logits, y)
+
   def _asynchronous_step(self):
     """One arrival at AdaComp's asynchronous server: the next worker's gradient on the weights it fetched."""
-    config, model, server = self.config, self.model, self.server
+    config, server = self.config, self.server
     n = config.nb_workers
-    variables = model.trainable_variables
-    sizes = self.variable_sizes
-    weight_indices = penalised_indices(model)
     # Each worker's own slices of the global batches, past those it already computed (a resumed run).
     streams = [iter(self.experiment.worker_dataset(n, i, seed=config.seed).skip(int(server.computed[i].numpy())))
                for i in range(n)]
@@ -758,17 +842,10 @@ class Training:
 
     @tf.function
     def gradient(weights, x, y):
-      params = [tf.reshape(part, v.shape) for part, v in zip(tf.split(weights, sizes), variables)]
-      with tf.GradientTape() as tape:
-        tape.watch(params)
-        logits, _ = model.stateless_call(params, [v.value for v in model.non_trainable_variables], x,
-                                         training=True)
-        loss = penalised_loss(logits, y, [params[i] for i in weight_indices], config.l1_regularize,
-                              config.l2_regularize)
-      row = tf.concat([tf.reshape(g, [-1]) for g in tape.gradient(loss, params)], axis=0)
+      row, loss, accuracy = self._flat_gradient(weights, x, y)
       if config.gradient_clip is not None:
         row = row * tf.minimum(1.0, config.gradient_clip / tf.maximum(tf.norm(row), 1e-30))
-      return row, loss, accuracy_of(logits, y)
+      return row, loss, accuracy
 
     server.start(flat_weights())
 
@@ -778,6 +855,65 @@ class Training:
       row, loss, accuracy = gradient(server.fetched[worker], x, y)
       apply(tf.constant(worker, tf.int32), row)
       return float(loss), float(accuracy)
+
+    return train_step
+
+  def _asynchronous_parties_step(self):
+    """One arrival at HiPS's asynchronous global PS: the next party's aggregate, on the weights it fetched.
+
+    The party's workers each take `local_steps` SGD steps from those weights on their own slices of the global
+    batches (as in synchronous mode) and send their rows; the party's PS aggregates them (its attack, clipping
+    and local rule), and the global PS applies the push alone (ASGD or DC-ASGD, see strategies.global_updates).
+    """
+    from strategies import hierarchy  # pylint: disable=g-import-not-at-top
+    config, optimizer, server = self.config, self.optimizer, self.global_server
+    variables, sizes = self.model.trainable_variables, self.variable_sizes
+    n, local_steps = config.nb_workers, config.local_steps
+    bounds = hierarchy.party_bounds(n, config.parties)
+    flipped = range(n - config.nb_real_byz_workers, n) if config.label_flip else ()
+    # Each worker's batches, past those its party's rounds already took (a resumed run).
+    streams = []
+    for party, (start, stop) in enumerate(bounds):
+      taken = int(server.computed[party].numpy()) * local_steps
+      streams.extend(iter(self.experiment.worker_dataset(n, worker, flipped, seed=config.seed).skip(taken))
+                     for worker in range(start, stop))
+
+    def flat_weights():
+      return tf.concat([tf.reshape(v.value, [-1]) for v in variables], axis=0)
+
+    def party_round(party: int, batches):
+      """(the honest workers' mean loss, accuracy) of `party`'s round, its push applied."""
+      fetched = server.fetched[party]
+      learning_rate = tf.cast(optimizer.learning_rate, tf.float32)
+      rows, losses, accuracies = [], [], []
+      for worker_batches in batches:
+        params = fetched
+        for x, y in worker_batches:
+          row, loss, accuracy = self._flat_gradient(params, x, y)
+          params = params - learning_rate * row
+          losses.append(loss)
+          accuracies.append(accuracy)
+        # K local steps: the model's change over the rate, as synchronous mode's rows.
+        rows.append(row if local_steps == 1 else (fetched - params) / learning_rate)
+      pipeline = self.party_pipelines[party]
+      push = pipeline(tf.stack(rows))
+      step = server.receive(tf.constant(party, tf.int32), push, flat_weights())
+      optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
+                                    variables))
+      server.fetch(tf.constant(party, tf.int32), flat_weights())
+      self.step.assign_add(1)
+      honest = pipeline.nb_honest * local_steps
+      return tf.add_n(losses[:honest]) / honest, tf.add_n(accuracies[:honest]) / honest
+
+    # One function a party: its workers and local steps unrolled in its graph.
+    rounds = [tf.function(lambda batches, party=party: party_round(party, batches)) for party in range(len(bounds))]
+    server.start(flat_weights())
+
+    def train_step():
+      party = int(server.next_sender().numpy())
+      start, stop = bounds[party]
+      batches = [[next(streams[worker]) for _ in range(local_steps)] for worker in range(start, stop)]
+      return rounds[party](batches)
 
     return train_step
 
@@ -870,7 +1006,9 @@ class Training:
     n = self.nb_replicas
     start_step = int(self.step.numpy())
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
-    if self.pool is not None and self.server is not None:
+    if self.global_server is not None:
+      train_step = self._asynchronous_parties_step()
+    elif self.pool is not None and self.server is not None:
       train_step = self._cluster_asynchronous_step()
     elif self.pool is not None:
       train_step = self._cluster_step()
@@ -986,6 +1124,11 @@ class Training:
             if self.server is not None:
               tf.summary.scalar("asynchronous/delay", int(self.server.last_delay.numpy()),
                                 description="Updates applied between the last worker's fetch and its gradient")
+            if self.global_server is not None:
+              tf.summary.scalar("hierarchy/staleness", int(self.global_server.last_delay.numpy()),
+                                description="Global updates applied between the last party's fetch and its push")
+              tf.summary.scalar("hierarchy/mean-staleness", self.global_server.mean_staleness(),
+                                description="The parties' pushes' mean staleness, to this step")
             tf.summary.scalar("train/bytes-sent", current * self.sent_bytes_per_step,
                               description="What the workers sent in all, to this step: their rows, or with "
                                           "--compression their payloads")
@@ -1056,9 +1199,14 @@ class Training:
                  "float32 rows)" if config.compression else "gradients (float32 rows)")
         print(f"Sent {trained_steps * self.sent_bytes_per_step / 1e6:.3f} MB of {ratio}", flush=True)
         if config.parties:
+          float_bytes = 4 * self.dimension * (1 if config.asynchronous else config.parties)
           print(f"Parties pushed {trained_steps * self.party_bytes_per_step / 1e6:.3f} MB to the global PS "
-                f"({4 * self.dimension * config.parties / self.party_bytes_per_step:.1f}x less than float32 rows)",
-                flush=True)
+                f"({float_bytes / self.party_bytes_per_step:.1f}x less than float32 rows)", flush=True)
+        if self.global_server is not None:
+          server = self.global_server
+          print(f"Staleness of the parties' pushes ({config.global_update}): mean "
+                f"{server.mean_staleness():.2f}, max {int(server.staleness_max.numpy())} global updates, over "
+                f"{int(server.iteration.numpy())} pushes", flush=True)
     return status
 
   def _report_failure(self, error: BaseException, at_step: int, save) -> None:
