@@ -60,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
   parser.add_argument("--udp-drop-rate", type=float, default=0.0, metavar="P",
                       help="drop this fraction of this task's datagrams before sending, a stand-in for a lossy "
                       "network where tc cannot make one")
+  group = parser.add_argument_group("a HiPS party server (see strategies.cluster.party)")
+  group.add_argument("--party-cluster", default=None, metavar="JSON",
+                     help="this worker task of the global cluster is a party's server: the party's own cluster, "
+                     "whose worker job lists the party's workers in order")
+  group.add_argument("--party-credentials", default=None, metavar="DIR",
+                     help="with --party-cluster: the party's credentials (its CA and \"ps\" certificate, made with "
+                     "`deploy.py --cluster PARTY_JSON --make-credentials DIR`)")
+  group.add_argument("--party-step-timeout", type=float, default=5.0,
+                     help="with --party-cluster: each step's deadline for the party's workers (give the global PS a "
+                     "longer --step-timeout)")
+  group.add_argument("--party-start-timeout", type=float, default=120.0,
+                     help="with --party-cluster: the first step's deadline, while the party's workers build")
   group = parser.add_argument_group("the Supervisor (see strategies.supervisor)")
   group.add_argument("--ev-job-name", default="evaluator", help="the evaluator job, whose task runs the Supervisor")
   group.add_argument("--supervise", default=None, metavar="CHECKPOINT_DIR",
@@ -177,6 +189,27 @@ def over_mpi(flags: argparse.Namespace, spec) -> int:
       return process.wait()
 
 
+def party_responder(flags: argparse.Namespace, index: int):
+  """The party server of worker task `index` (--party-cluster and --party-credentials), its flags checked."""
+  if not flags.party_cluster or not flags.party_credentials:
+    raise ValueError("a party server needs both --party-cluster JSON (its party's workers) and --party-credentials "
+                     "DIR (the party's own credentials)")
+  clashes = [flag for flag, used in (("--attack", flags.attack), ("--UDP", flags.udp),
+                                     ("--transport tf", flags.transport == "tf")) if used]
+  if clashes:
+    raise ValueError(f"a party server relays its party's rows over the default transport: drop {', '.join(clashes)} "
+                     "(a Byzantine party is one whose workers run --attack)")
+  for name in ("party_step_timeout", "party_start_timeout"):
+    if not getattr(flags, name) > 0:
+      raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {getattr(flags, name)}")
+  from strategies.cluster import party  # pylint: disable=g-import-not-at-top
+  from strategies.cluster.spec import ClusterSpec  # pylint: disable=g-import-not-at-top
+  party_spec = ClusterSpec.parse(flags.party_cluster)
+  workers = party_spec.tasks(flags.wk_job_name, "the party's worker job (--wk-job-name)")
+  return party.PartyResponder(index, workers, flags.party_credentials,
+                              flags.party_step_timeout, flags.party_start_timeout)
+
+
 def run(argv: Sequence[str] | None = None) -> int:
   parser = build_parser()
   flags = parser.parse_args(argv)
@@ -238,8 +271,11 @@ def run(argv: Sequence[str] | None = None) -> int:
       parser.error(f"--udp-drop-rate must be in [0, 1), got {flags.udp_drop_rate}")
     if flags.udp < 0:
       parser.error(f"--UDP must be >= 0, got {flags.udp}")
+    responder = None
+    if flags.party_cluster or flags.party_credentials:
+      responder = party_responder(flags, task.index)
     worker.serve(spec.address(task), task.index, flags.credentials, flags.attack, attack_args,
-                 udp_workers=flags.udp, udp_drop_rate=flags.udp_drop_rate)
+                 udp_workers=flags.udp, udp_drop_rate=flags.udp_drop_rate, responder=responder)
   except (ValueError, FileNotFoundError) as error:
     print(f"deploy.py: error: {error}", file=sys.stderr)
     return 2

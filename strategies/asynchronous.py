@@ -107,8 +107,11 @@ class AsynchronousServer(Arrivals):
     """The worker whose gradient arrives next."""
     return self.next_sender()
 
-  def receive(self, worker: tf.Tensor, row: tf.Tensor) -> tf.Tensor:
-    """The (d,) step to apply for `worker`'s gradient `row` (d,): compressed, decoded, divided by staleness."""
+  def receive(self, worker: tf.Tensor, row: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+    """The (d,) step to apply for `worker`'s gradient `row` (d,): compressed, decoded, divided by staleness.
+
+    `weights`, the server's now, are for HiPS's global server's interface: AdaComp's needs none."""
+    del weights
     sent = row[None]
     if self.compressor is not None:
       state = {name: variable[worker:worker + 1] for name, variable in self._residuals.items()}

@@ -320,9 +320,12 @@ class Training:
         raise ValueError("--UDP sends worker processes' rows to a parameter server's address; over --MPI every row "
                          "goes through the MPI job: drop --UDP")
       config = dataclasses.replace(config, workers=[f"MPI rank {rank}" for rank in range(1, config.nb_workers + 1)])
+    self.party_job: dict[str, Any] | None = None
+    if config.parties and config.workers:
+      config = self._party_cluster_view(config)
     self.config = config
     self.in_graph = bool(config.workers) and config.transport == "tf"
-    if config.asynchronous and not config.parties:
+    if config.asynchronous and not config.parties and self.party_job is None:
       problems = [flag for flag, used in (
           ("--MPI", config.transport == "mpi"), ("--transport tf", config.workers and config.transport == "tf"),
           ("--UDP", config.udp_workers), ("--redundancy", config.redundancy), ("--attack", config.attack),
@@ -365,7 +368,8 @@ class Training:
     experiment = experiments.get(config.experiment, **config.experiment_args)
     if config.local_epochs:
       config = self.config = dataclasses.replace(config, local_steps=local_steps_for_epochs(
-          experiment, config.nb_workers, config.local_epochs, config.local_steps))
+          experiment, self.party_job["nb_workers"] if self.party_job else config.nb_workers, config.local_epochs,
+          config.local_steps))
     learning_rate = schedules.build(config.learning_rate, config.learning_rate_args)
     keras.utils.set_random_seed(config.seed)
     rule = gars.get(config.aggregator)
@@ -464,6 +468,12 @@ class Training:
       self.global_server = GlobalServer(config.parties, self.dimension, config.global_update, config.dc_lambda,
                                         config.dc_weight_decay, party_compressor, config.delay_spread,
                                         seed=config.seed)
+    elif config.asynchronous and self.party_job is not None:
+      from strategies.global_updates import GlobalServer  # pylint: disable=g-import-not-at-top
+      # The party servers compress their pushes; the pool decodes them.
+      self.server = self.global_server = GlobalServer(
+          config.nb_workers, self.dimension, config.global_update, config.dc_lambda, config.dc_weight_decay,
+          delay_spread=config.delay_spread, seed=config.seed)
     elif config.asynchronous:
       from strategies.asynchronous import AsynchronousServer  # pylint: disable=g-import-not-at-top
       # On a cluster the worker processes compress, and the pool decodes before the server.
@@ -481,7 +491,7 @@ class Training:
     from strategies import hierarchy  # pylint: disable=g-import-not-at-top
     config = self.config
     problems = [flag for flag, used in (
-        ("--server/--MPI", config.workers), ("--redundancy", config.redundancy)) if used]
+        ("--redundancy", config.redundancy),) if used]
     if problems:
       raise ValueError(f"--parties runs HiPS's two levels in local mode, for now: drop {', '.join(problems)}")
     if config.asynchronous:
@@ -512,6 +522,47 @@ class Training:
                                                                                        config.parties)),
                  config.aggregator, config.nb_decl_byz_workers, config.global_aggregator, config.nb_decl_byz_parties)
     return rule
+
+  def _party_cluster_view(self, config: TrainingConfig) -> TrainingConfig:
+    """HiPS across processes: this PS's workers are the P party servers (see strategies.cluster.party).
+
+    The global PS is then a one-level PS of P workers: the global rule with nb_decl_byz_parties, each party
+    server's push compressed upstream with its own residual; asynchronously, HiPS's global PS (ASGD or
+    DC-ASGD). What the party servers need of the party level (all n workers, the local rule and f, the local
+    steps) goes in their "party" job.
+    """
+    problems = [flag for flag, used in (
+        ("--MPI/--transport tf", config.transport != "grpc"), ("--UDP", config.udp_workers),
+        ("--redundancy", config.redundancy), ("--compression", config.compression),
+        ("--momentum (but at the workers)", config.momentum and config.momentum_at != "worker"),
+        ("--study-period", config.study_period), ("--nesterov", config.nesterov)) if used]
+    if problems:
+      raise ValueError(f"--parties with --server: the workers are the parties' servers, each relaying its party's "
+                       f"aggregate; drop {', '.join(problems)}")
+    if config.asynchronous and (config.global_aggregator != "average" or config.nb_decl_byz_parties):
+      raise ValueError("--parties with --asynchronous applies each party's aggregate alone as it arrives: drop "
+                       "--global-aggregator and --nb-decl-byz-parties (to filter a Byzantine party, run "
+                       "synchronously with a robust --global-aggregator)")
+    if len(config.workers) != config.parties:
+      raise ValueError(f"--parties is {config.parties} but the worker job has {len(config.workers)} task(s): with "
+                       "--server, the global cluster's workers are the parties' servers (deploy.py --party-cluster)")
+    from strategies import hierarchy  # pylint: disable=g-import-not-at-top
+    for start, stop in hierarchy.party_bounds(config.nb_workers, config.parties):
+      gars.get(config.aggregator).check(stop - start, config.nb_decl_byz_workers, **config.aggregator_args)
+    self.party_job = {"kind": "party", "parties": config.parties, "nb_workers": config.nb_workers,
+                      "nb_decl_byz_workers": config.nb_decl_byz_workers,
+                      "nb_real_byz_workers": config.nb_real_byz_workers, "aggregator": config.aggregator,
+                      "aggregator_args": config.aggregator_args}
+    logging.info("HiPS across processes: %d workers in %d parties, each party's server aggregating by %s with f=%d; "
+                 "this global PS aggregates the parties by %s with f=%d%s", config.nb_workers, config.parties,
+                 config.aggregator, config.nb_decl_byz_workers, config.global_aggregator, config.nb_decl_byz_parties,
+                 f", asynchronously ({config.global_update})" if config.asynchronous else "")
+    return dataclasses.replace(
+        config, nb_workers=config.parties, nb_decl_byz_workers=config.nb_decl_byz_parties, nb_real_byz_workers=0,
+        aggregator=config.global_aggregator, aggregator_args=config.global_aggregator_args,
+        compression=config.party_compression, compression_args=config.party_compression_args, parties=0,
+        global_aggregator="average", global_aggregator_args={}, nb_decl_byz_parties=0, party_compression=None,
+        party_compression_args={})
 
   def _party_pipelines(self) -> list[GradientPipeline]:
     """Asynchronous HiPS: each party's PS, its workers' rows through the attack, clipping and its local rule."""
@@ -610,7 +661,8 @@ class Training:
         "learning_rate": config.learning_rate, "learning_rate_args": config.learning_rate_args,
         "redundancy": {"placement": config.redundancy, "replication": config.replication,
                        "args": config.redundancy_args, "file_f": self.pipeline.file_f} if config.redundancy else None,
-        "compression": self.compressor.get_config() if self.compressor is not None else None},
+        "compression": self.compressor.get_config() if self.compressor is not None else None,
+        **(self.party_job or {})},
         files_per_worker=self.pipeline.files_per_worker if config.redundancy else 1,
         udp_config=self._udp_config(), codec=self._codec())
 
@@ -809,7 +861,7 @@ class Training:
 
     @tf.function
     def apply(worker, row):
-      step = server.receive(worker, row)
+      step = server.receive(worker, row, flat_weights())
       optimizer.apply_gradients(zip([tf.reshape(part, v.shape) for part, v in zip(tf.split(step, sizes), variables)],
                                     variables))
       server.fetch(worker, flat_weights())
@@ -1006,10 +1058,10 @@ class Training:
     n = self.nb_replicas
     start_step = int(self.step.numpy())
     end_step = start_step + config.max_steps if config.max_steps > 0 else math.inf
-    if self.global_server is not None:
-      train_step = self._asynchronous_parties_step()
-    elif self.pool is not None and self.server is not None:
+    if self.pool is not None and self.server is not None:
       train_step = self._cluster_asynchronous_step()
+    elif self.global_server is not None:
+      train_step = self._asynchronous_parties_step()
     elif self.pool is not None:
       train_step = self._cluster_step()
     elif self.server is not None:

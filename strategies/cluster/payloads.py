@@ -20,6 +20,42 @@ import tensorflow as tf
 from strategies.cluster import wire
 
 
+class PayloadEncoder:
+  """A sender's side: the payload words of its rows, from a job's compression field, its state (residual) kept.
+
+  A restarted sender starts from a zero state.
+  """
+
+  def __init__(self, settings: dict, dimension: int):
+    from aggregathor import compression  # pylint: disable=g-import-not-at-top
+    settings = dict(settings)
+    try:
+      name, size, segments = settings.pop("name"), settings.pop("dimension"), settings.pop("segments")
+    except KeyError as error:
+      raise ValueError(f"job field compression: expected name, dimension, segments and the arguments, got "
+                       f"{sorted(settings)}") from error
+    if size != dimension:
+      raise ValueError(f"job field compression: a compressor of {size} coordinates for {dimension}")
+    compressor = compression.get(name, size, segments, **settings)
+    self.codec = PayloadCodec(compressor)
+    state = self.state = {key: tf.Variable(value, trainable=False, name=f"compression_{key}")
+                          for key, value in compressor.init_state(1).items()}
+
+    @tf.function
+    def encode(row):
+      payload, new_state = compressor.encode(row[None], {key: variable.value() for key, variable in state.items()})
+      for key, value in new_state.items():
+        state[key].assign(value)
+      return payload
+
+    self._encode = encode
+
+  def words(self, row: np.ndarray) -> np.ndarray:
+    """The payload words sent for `row` (d,), the state updated."""
+    payload = self._encode(tf.constant(row, tf.float32))
+    return self.codec.to_words({key: value.numpy() for key, value in payload.items()})
+
+
 class PayloadCodec:
   """One worker's payload of `compressor` as bytes (a multiple of 4) and back; `words` float32 words on the wire."""
 

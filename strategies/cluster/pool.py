@@ -71,22 +71,25 @@ class WorkerPool:
     self.codec: Any = None
     self._wake_read = self._wake_write = None
     self._answers: queue.Queue | None = None  # asynchronous mode's ended calls
+    self._first_shard: int | None = None
 
   def describe(self, index: int) -> str:
     return f"worker {index} at {self.addresses[index]}"
 
   def configure(self, job: Mapping[str, Any], largest_request: int | None = None, files_per_worker: int = 1,
-                udp_config: udp.UdpConfig | None = None, codec: Any = None) -> None:
+                udp_config: udp.UdpConfig | None = None, codec: Any = None, first_shard: int | None = None) -> None:
     """Sends each worker its job (all at once); every worker must accept it within the start timeout.
 
     `largest_request`: the size of the largest step message (default: a weights message).
     `files_per_worker`: with a redundancy defence, each worker's row is that many gradients end to end.
     `udp_config`: the first `udp_config.nb_workers` workers send their rows over UDP (see `udp`).
     `codec`: the workers send a compressor's payloads, which it decodes (a `payloads.PayloadCodec`).
+    `first_shard`: worker i reads data share first_shard + i of the job's nb_workers (a HiPS party's workers).
     """
     if codec is not None and (udp_config is not None or files_per_worker != 1):
       raise ClusterError("compressed rows go over the default transport, without UDP nor redundancy")
     self.codec = codec
+    self._first_shard = first_shard
     self._job = dict(job)
     self.dimension = int(job["dimension"])
     self.row_dimension = self.dimension * files_per_worker
@@ -130,7 +133,8 @@ class WorkerPool:
       self._compute.append(channel.unary_unary(worker.COMPUTE))
 
   def _job_for(self, index: int) -> bytes:
-    return json.dumps({**self._job, "worker": index,
+    shard = {} if self._first_shard is None else {"shard": self._first_shard + index}
+    return json.dumps({**self._job, "worker": index, **shard,
                        "udp": self.udp.job_field(index) if self.udp is not None else None}).encode()
 
   def rejoining(self, index: int) -> bool:

@@ -72,13 +72,21 @@ JOB_FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
 }
 
 
+# A HiPS party server's (see strategies.cluster.party): an experiment job whose worker is the party's index among
+# `parties`, its rule, f and nb_workers the party level's (all workers), its compression that of the party's push.
+JOB_FIELDS["party"] = {**JOB_FIELDS["experiment"], "parties": int}
+# Fields a job may leave out: a party's worker reads data share `shard` of nb_workers (default: its own index).
+OPTIONAL_FIELDS: dict[str, dict[str, type]] = {"experiment": {"shard": int}}
+
+
 def check_job(job: Any) -> dict[str, Any]:
   """The job as the parameter server sent it, checked field by field."""
   if not isinstance(job, dict):
     raise ValueError(f"expected the job as a JSON object, got {type(job).__name__}")
   if job.get("kind") not in JOB_FIELDS:
     raise ValueError(f"job kind {job.get('kind')!r}: expected one of {', '.join(JOB_FIELDS)}")
-  fields = JOB_FIELDS[job["kind"]]
+  optional = OPTIONAL_FIELDS.get(job["kind"], {})
+  fields = {**JOB_FIELDS[job["kind"]], **{name: types for name, types in optional.items() if name in job}}
   missing, unknown = sorted(set(fields) - set(job)), sorted(set(job) - set(fields))
   if missing or unknown:
     raise ValueError(f"job fields: missing {missing or 'none'}, unknown {unknown or 'none'}")
@@ -87,6 +95,11 @@ def check_job(job: Any) -> dict[str, Any]:
       raise ValueError(f"job field {field} must be {types}, got {job[field]!r}")
   if not 0 <= job["worker"] < job["nb_workers"]:
     raise ValueError(f"job: worker {job['worker']} out of range for {job['nb_workers']} workers")
+  if not 0 <= job.get("shard", 0) < job["nb_workers"]:
+    raise ValueError(f"job: data share {job['shard']} out of range for {job['nb_workers']} workers")
+  if job["kind"] == "party" and not 0 <= job["worker"] < job["parties"] <= job["nb_workers"]:
+    raise ValueError(f"job: party {job['worker']} out of range for {job['parties']} parties of "
+                     f"{job['nb_workers']} workers")
   return job
 
 
@@ -114,7 +127,7 @@ class WorkerJob:
     from strategies import schedules, training  # pylint: disable=g-import-not-at-top
 
     self.job = dict(job)
-    n, index = job["nb_workers"], job["worker"]
+    n, index = job["nb_workers"], job.get("shard", job["worker"])
     self.experiment = experiments.get(job["experiment"], **job["experiment_args"])
     self.experiment.load()
     import keras  # pylint: disable=g-import-not-at-top
@@ -138,9 +151,12 @@ class WorkerJob:
     if job["redundancy"] is not None:
       self.files, self._streams, attack_view = self._redundancy(job)
     self.attack = real_attack.RealAttack(job, attack, attack_args, **attack_view) if attack else None
-    self.codec, self._compression_state = None, {}
+    self.encoder = None
     if job["compression"] is not None:
-      self._compression(job)
+      from strategies.cluster import payloads  # pylint: disable=g-import-not-at-top
+      if job["redundancy"] is not None:
+        raise ValueError("job: a redundancy defence takes no compression")
+      self.encoder = payloads.PayloadEncoder(job["compression"], self.dimension)
     weight_indices = training.penalised_indices(self.model)
     l1, l2 = float(job["l1_regularize"]), float(job["l2_regularize"])
     clip, momentum, dampening = job["gradient_clip"], float(job["momentum"]), float(job["dampening"])
@@ -201,40 +217,6 @@ class WorkerJob:
                for file in files]
     return files, streams, {"nb_rows": placement.nb_files, "nb_byzantine": 1, "nb_declared": settings["file_f"]}
 
-  def _compression(self, job: Mapping[str, Any]) -> None:
-    """The job's compressor, its codec and this worker's state (a restarted worker starts from zero)."""
-    from aggregathor import compression  # pylint: disable=g-import-not-at-top
-    from strategies.cluster import payloads  # pylint: disable=g-import-not-at-top
-    settings = dict(job["compression"])
-    try:
-      name, dimension, segments = settings.pop("name"), settings.pop("dimension"), settings.pop("segments")
-    except KeyError as error:
-      raise ValueError(f"job field compression: expected name, dimension, segments and the arguments, got "
-                       f"{sorted(job['compression'])}") from error
-    if job["redundancy"] is not None:
-      raise ValueError("job: a redundancy defence takes no compression")
-    if dimension != self.dimension:
-      raise ValueError(f"job field compression: a compressor of {dimension} coordinates for {self.dimension}")
-    compressor = compression.get(name, dimension, segments, **settings)
-    self.codec = payloads.PayloadCodec(compressor)
-    self._compression_state = {key: tf.Variable(value, trainable=False, name=f"compression_{key}")
-                               for key, value in compressor.init_state(1).items()}
-    state = self._compression_state
-
-    @tf.function
-    def encode(row):
-      payload, new_state = compressor.encode(row[None], {key: variable.value() for key, variable in state.items()})
-      for key, value in new_state.items():
-        state[key].assign(value)
-      return payload
-
-    self._encode = encode
-
-  def _compress(self, row: np.ndarray) -> np.ndarray:
-    """The payload words this worker sends for `row`, its compressor state updated."""
-    payload = self._encode(tf.constant(row, tf.float32))
-    return self.codec.to_words({key: value.numpy() for key, value in payload.items()})
-
   def _batch(self, position: int):
     return next(self._own.at(position, 1))
 
@@ -246,8 +228,8 @@ class WorkerJob:
     """The row message answering a weights message (`wire.RefusedMessage` if it is not one)."""
     step, weights = wire.decode_weights(request, self.dimension)
     row, loss, accuracy = self.compute(step, weights)
-    if self.codec is not None:
-      row = self._compress(row)
+    if self.encoder is not None:
+      row = self.encoder.words(row)
     return wire.encode_row(step, row, loss, accuracy)
 
   def compute(self, step: int, weights: np.ndarray) -> tuple[np.ndarray, float, float]:
@@ -297,6 +279,9 @@ class Responder:
   def take(self, job: Mapping[str, Any]) -> bytes:
     """Builds `job` (a checked one) in place of the previous job; returns the reply the parameter server checks."""
     self.job = None
+    if job["kind"] == "party":
+      raise ValueError("the job is a HiPS party server's, and this task is a plain worker: start the party's server "
+                       "with `deploy.py ... --party-cluster JSON --party-credentials DIR`")
     if job["kind"] == "keras":
       from strategies.cluster import keras_job  # pylint: disable=g-import-not-at-top
       self.job = keras_job.KerasJob(job, self.attack, self.attack_args)
@@ -324,11 +309,12 @@ class WorkerService:
   """The two methods, for the parameter server's identity only; one job at a time."""
 
   def __init__(self, index: int, attack: str | None = None, attack_args: Mapping[str, Any] | None = None,
-               udp_workers: int = 0, udp_drop_rate: float = 0.0):
+               udp_workers: int = 0, udp_drop_rate: float = 0.0, responder: Responder | None = None):
     """`udp_workers`: this task sends its rows over UDP when the job asks, if its index is below it
-    (`deploy.py --UDP N`); `udp_drop_rate`: the fraction of its datagrams it drops on purpose."""
+    (`deploy.py --UDP N`); `udp_drop_rate`: the fraction of its datagrams it drops on purpose; `responder`: what
+    takes the jobs and answers (default: a worker's; a HiPS party server's, see strategies.cluster.party)."""
     self.index = index
-    self.responder = Responder(index, attack, attack_args)
+    self.responder = responder or Responder(index, attack, attack_args)
     self.udp_workers = udp_workers
     self.udp_drop_rate = udp_drop_rate
     self.sender: Any = None  # a udp.UdpSender while the job sends over UDP
@@ -375,6 +361,8 @@ class WorkerService:
         answer = self.responder.answer(request)
       except wire.RefusedMessage as error:
         context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"worker {self.index}: {error}")
+      except ClusterError as error:  # a party server whose own workers fell short of its quorum
+        context.abort(grpc.StatusCode.UNAVAILABLE, f"worker {self.index}: {error}")
       if self.sender is None:
         return answer
       # Over UDP: the values as datagrams, then the answer with the loss and accuracy alone.
@@ -386,11 +374,11 @@ class WorkerService:
 def serve(address: Address, index: int, credentials_dir: str, attack: str | None = None,
           attack_args: Mapping[str, Any] | None = None,
           max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, udp_workers: int = 0,
-          udp_drop_rate: float = 0.0) -> None:
-  """Serves worker `index` on `address` until SIGTERM or SIGINT (see `WorkerService` for the UDP arguments)."""
+          udp_drop_rate: float = 0.0, responder: Responder | None = None) -> None:
+  """Serves worker `index` on `address` until SIGTERM or SIGINT (see `WorkerService` for the other arguments)."""
   logging.set_verbosity(logging.INFO)
   server_credentials = credentials.server_credentials(credentials_dir, index)
-  service = WorkerService(index, attack, attack_args, udp_workers, udp_drop_rate)
+  service = WorkerService(index, attack, attack_args, udp_workers, udp_drop_rate, responder)
   handlers = {
       "Configure": grpc.unary_unary_rpc_method_handler(service.configure),
       "Compute": grpc.unary_unary_rpc_method_handler(service.compute),
