@@ -490,10 +490,9 @@ class Training:
     """HiPS's two levels, in local mode: the parties' rule, then the global one (see strategies.hierarchy)."""
     from strategies import hierarchy  # pylint: disable=g-import-not-at-top
     config = self.config
-    problems = [flag for flag, used in (
-        ("--redundancy", config.redundancy),) if used]
-    if problems:
-      raise ValueError(f"--parties runs HiPS's two levels in local mode, for now: drop {', '.join(problems)}")
+    if config.redundancy:
+      raise ValueError("--parties and --redundancy are two ways of grouping the workers, and they do not combine: "
+                       "drop one of them")
     if config.asynchronous:
       problems = [flag for flag, used in (
           ("--global-aggregator", config.global_aggregator != "average" or config.global_aggregator_args),

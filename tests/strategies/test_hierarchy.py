@@ -92,3 +92,10 @@ def test_runner_hips_a_robust_global_rule_keeps_learning_beside_a_byzantine_part
                                 "--nb-decl-byz-parties", "1")
   plain, _ = _final_evaluation(tmp_path, "plain", *common)
   assert robust > 0.5 and plain < 0.3, (robust, plain)
+
+
+def test_parties_with_a_redundancy_placement_say_to_drop_one():
+  with pytest.raises(ValueError, match="--parties and --redundancy .* drop one of them"):
+    runner.build_training(runner.build_parser().parse_args(
+        ["--experiment", "digits", "--checkpoint-dir", "-", "--no-wait", "--nb-workers", "6", "--parties", "2",
+         "--redundancy", "detox"]))
