@@ -139,7 +139,11 @@ def row_norms(gradients: tf.Tensor) -> tf.Tensor:
 # the matrix; a network of elementwise minima and maxima needs no transpose, and compiled with
 # XLA (see `fused`) it becomes one pass that keeps each column in registers.
 
-SORTING_NETWORK_MAX_ROWS = 64  # beyond, the network's size (and XLA's compile time) outgrows tf.sort
+# Up to 128 rows (1471 comparators), XLA compiles a network in about 3 s into one pass at about
+# 3x the time to read the matrix. Beyond, its fusion breaks down: 256 rows of 1024 values took
+# 22 s, and a network's 128 sorted rows as outputs (for a merge in a second pass) 0.7 s for 10^5
+# values, recomputed per output row. So tf.sort, at about 80x the read, past 128 rows.
+SORTING_NETWORK_MAX_ROWS = 128
 FUSE_MIN_SIZE = 1 << 16  # n * d below which compiling costs more than it saves
 
 

@@ -1,0 +1,57 @@
+"""Smoke test of benchmarks/scale.py: a tiny grid gives times, peak memory and fits; the fit recovers a power law."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import pathlib
+import sys
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
+
+
+def load_benchmark():
+  spec = importlib.util.spec_from_file_location("benchmarks_scale", SCRIPT)
+  module = importlib.util.module_from_spec(spec)
+  sys.modules[spec.name] = module  # dataclasses look their module up there
+  spec.loader.exec_module(module)
+  return module
+
+
+def test_quick_grid_times_and_measures_each_rule_and_prints_fits(capsys):
+  benchmark = load_benchmark()
+  points = benchmark.main(["--quick", "--rules", "median,krum", "--n", "8,16", "--d", "500,2000",
+                           "--warmup", "0"])
+  printed = capsys.readouterr().out
+  assert {(p.rule, p.n, p.d) for p in points} == {(rule, n, d) for rule in ("floor:read", "floor:gram", "median", "krum")
+                                                  for n in (8, 16) for d in (500, 2000)}
+  for p in points:
+    assert p.ms is not None and p.ms > 0
+    if not p.rule.startswith("floor:"):
+      assert p.peak is not None and p.peak >= 1 and p.memory_status in ("PASS", "MISS")
+      assert p.status.startswith(("PASS", "MISS"))
+  assert "fitted t" in printed and "n^2 d^1" in printed
+
+
+def test_fit_recovers_the_exponents_of_a_power_law():
+  benchmark = load_benchmark()
+  points = [benchmark.Point("r", n, d, 3e-6 * n ** 2 * d ** 1.0) for n in (8, 32, 128) for d in (1e5, 1e6)]
+  a, b = benchmark.fit_exponents(points)
+  assert math.isclose(a, 2, abs_tol=1e-9) and math.isclose(b, 1, abs_tol=1e-9)
+  assert benchmark.fit_exponents(points[:1]) is None  # one size: nothing to fit
+
+
+def test_coordinate_wise_target_widens_past_64_workers():
+  benchmark = load_benchmark()
+  assert benchmark.time_target("median", 64, 3.) == 3.
+  assert benchmark.time_target("median", 128, 3.) == 8.
+  assert benchmark.time_target("krum", 256, 2.) == 2.
+
+
+@pytest.mark.parametrize("argv", [["--n", "8,x"], ["--d", "0"], ["--max-bytes", "-1"]])
+def test_bad_flags_are_refused(argv):
+  benchmark = load_benchmark()
+  with pytest.raises(SystemExit):
+    benchmark.main(argv)
