@@ -7,12 +7,13 @@ machine's memory), every rule is timed on a float32 (n, d) matrix of standard
 normal values, f = floor((n - 3) / 4), interleaved with the read and Gram floors
 of the same run (see benchmarks/gars.py, whose timing this reuses).
 
-Peak memory: a thread samples the process's resident set every millisecond
-during one more call of each rule; the peak above the resident set before the
-call, plus the input, over the input, is `peak/input`. The issue's target is
-at most 2 for every rule. Large buffers are mapped and unmapped by the
-allocator, so they show in the resident set while they live; a call shorter
-than a few milliseconds can hide its peak, so only d >= 10^6 is judged.
+Peak memory: at the largest d of each n (from 10^6 on), each rule runs once
+more in a fresh process of its own, on an input made in place
+(`tf.random.normal`), while a thread samples the resident set every
+millisecond. TensorFlow's CPU allocator keeps what it frees for reuse, so only
+a fresh process shows a rule's own peak. `peak/input` is (input + the peak
+above the resident set before the call) / input, compilation included; the
+issue's target is at most 2 for every rule.
 
 The fit: each rule's times over the grid are fitted as t = c * n^a * d^b by
 least squares on the logarithms, printed beside the exponents the rule's
@@ -32,6 +33,7 @@ import importlib.util
 import math
 import os
 import pathlib
+import subprocess
 import sys
 import threading
 import time
@@ -129,7 +131,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
   parser.add_argument("--repeats", type=int, default=None, help="timed calls per rule (default 3; 1 with --quick)")
   parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default 1)")
   parser.add_argument("--quick", action="store_true", help="a tiny grid, to check the script")
+  parser.add_argument("--no-memory", action="store_true", help="time only, without the peak-memory processes")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--peak-of", help=argparse.SUPPRESS)  # RULE,N,D: the child of peak_in_fresh_process
   args = parser.parse_args(argv)
   if args.quick:
     args.n, args.d = args.n or (8, 16), args.d or (500, 2000)
@@ -149,8 +153,12 @@ def resident_bytes() -> int:
     return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def peak_over_input(run, input_bytes: int) -> float:
-  """(input + the peak resident set above the one before `run()`) / input, sampled every millisecond."""
+def peak_over_input(rule_name: str, n: int, d: int, seed: int) -> float:
+  """(input + the peak resident set above the one before the call) / input, in this process's first call."""
+  tf.random.set_seed(seed)
+  gradients = tf.random.normal((n, d))
+  rule = gars.get(rule_name)
+  function = tf.function(lambda g: rule.aggregate(g, timing.byzantine_count(n)))
   baseline = resident_bytes()
   peak = baseline
   done = threading.Event()
@@ -164,12 +172,24 @@ def peak_over_input(run, input_bytes: int) -> float:
   sampler = threading.Thread(target=sample, daemon=True)
   sampler.start()
   try:
-    timing._timed(run)
+    timing._timed(lambda: function(gradients))
   finally:
     done.set()
     sampler.join()
   peak = max(peak, resident_bytes())
-  return (input_bytes + max(peak - baseline, 0)) / input_bytes
+  return (n * d * 4 + max(peak - baseline, 0)) / (n * d * 4)
+
+
+def peak_in_fresh_process(rule_name: str, n: int, d: int, seed: int) -> float | None:
+  """`peak_over_input` in a child process of this script; None if it failed (its error is printed)."""
+  command = [sys.executable, os.path.abspath(__file__), "--peak-of", f"{rule_name},{n},{d}", "--seed", str(seed)]
+  child = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False)
+  lines = child.stdout.strip().splitlines()
+  if child.returncode != 0 or not lines:
+    print(f"peak memory of {rule_name} at n={n}, d={d} failed: {child.stderr.strip().splitlines()[-1:]}",
+          file=sys.stderr)
+    return None
+  return float(lines[-1])
 
 
 def fit_exponents(points: Sequence[Point]) -> tuple[float, float] | None:
@@ -183,7 +203,8 @@ def fit_exponents(points: Sequence[Point]) -> tuple[float, float] | None:
   return float(solution[1]), float(solution[2])
 
 
-def measure(n: int, d: int, args: argparse.Namespace) -> list[Point]:
+def measure(n: int, d: int, args: argparse.Namespace, memory: bool) -> list[Point]:
+  """Times every rule at (n, d); with `memory`, also each one's peak memory in a fresh process."""
   rows = timing.benchmark_size(n, d, args.rules, args.repeats, args.warmup, False, args.seed)
   points = []
   for row in rows:
@@ -193,18 +214,14 @@ def measure(n: int, d: int, args: argparse.Namespace) -> list[Point]:
       status = f"{'PASS' if row.ratio <= target else 'MISS'} (<= {target:g}x)"
     points.append(Point(row.rule, n, d, row.ms, "" if row.ratio is None else f"{row.ratio:.2f}x {row.floor}",
                         status))
-  if d < MEMORY_MIN_D and not args.quick:
+  if not memory:
     return points
-  f = timing.byzantine_count(n)
-  gradients = tf.constant(np.random.default_rng(args.seed).standard_normal((n, d), dtype=np.float32))
   for point in points:
     if point.rule.startswith("floor:") or point.ms is None:
       continue
-    rule = gars.get(point.rule)
-    function = tf.function(lambda g, rule=rule: rule.aggregate(g, f))
-    timing._timed(lambda: function(gradients))  # traced and compiled outside the sampled call
-    point.peak = peak_over_input(lambda: function(gradients), n * d * 4)
-    point.memory_status = "PASS" if point.peak <= MEMORY_TARGET else "MISS"
+    point.peak = peak_in_fresh_process(point.rule, n, d, args.seed)
+    if point.peak is not None:
+      point.memory_status = "PASS" if point.peak <= MEMORY_TARGET else "MISS"
   return points
 
 
@@ -231,6 +248,10 @@ def format_fits(points: Sequence[Point]) -> str:
 def main(argv: Sequence[str] | None = None) -> list[Point]:
   """Runs the grid, prints a table per size, then the fits; returns the points."""
   args = parse_args(argv)
+  if args.peak_of:
+    rule_name, n, d = args.peak_of.split(",")
+    print(peak_over_input(rule_name, int(n), int(d), args.seed))
+    return []
   logger = tf.get_logger()
   level = logger.level
   logger.setLevel("ERROR")  # each rule is its own tf.function, which TensorFlow calls retracing
@@ -239,10 +260,10 @@ def main(argv: Sequence[str] | None = None) -> list[Point]:
           f"{args.repeats} calls after {args.warmup} warm-up; n*d*4 <= {args.max_bytes:.3g} bytes", flush=True)
     points: list[Point] = []
     for n in args.n:
-      for d in args.d:
-        if n * d * 4 > args.max_bytes:
-          continue
-        size_points = measure(n, d, args)
+      dimensions = [d for d in args.d if n * d * 4 <= args.max_bytes]
+      for d in dimensions:
+        memory = not args.no_memory and d == dimensions[-1] and (d >= MEMORY_MIN_D or args.quick)
+        size_points = measure(n, d, args, memory)
         print(format_points(size_points), end="\n\n", flush=True)
         points.extend(size_points)
     print(format_fits(points))
