@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from typing import Callable, Sequence, Union
 
 import numpy as np
@@ -139,11 +140,30 @@ def row_norms(gradients: tf.Tensor) -> tf.Tensor:
 # the matrix; a network of elementwise minima and maxima needs no transpose, and compiled with
 # XLA (see `fused`) it becomes one pass that keeps each column in registers.
 
-# Up to 128 rows (1471 comparators), XLA compiles a network in about 3 s into one pass at about
-# 3x the time to read the matrix. Beyond, its fusion breaks down: 256 rows of 1024 values took
-# 22 s, and a network's 128 sorted rows as outputs (for a merge in a second pass) 0.7 s for 10^5
-# values, recomputed per output row. So tf.sort, at about 80x the read, past 128 rows.
-SORTING_NETWORK_MAX_ROWS = 128
+# One network per rule, compiled by XLA into one pass. With XLA:CPU's classic loop emitters (see
+# below), 128 rows (1471 comparators) sort at about 1.3x the time to read them, and 256 rows (3839)
+# at 14x for 10^5 columns, 34x for 10^6, where tf.sort takes 80x to 180x; compiling 256 rows takes
+# about 13 s. Past 256, tf.sort. A network's sorted rows cannot be materialised for a merge in a
+# second pass: as 128 outputs, XLA computes the network once per output (0.7 s for 10^5 columns).
+SORTING_NETWORK_MAX_ROWS = 256
+
+
+def _prefer_classic_cpu_emitters() -> None:
+  """Asks XLA:CPU for its classic loop emitters, unless XLA_FLAGS already chooses.
+
+  The fusion emitters, XLA:CPU's default in TF 2.21, break a network past about
+  128 rows apart and recompute it: median of 256 rows of 1024 values took 22 s,
+  against 5 ms with the classic emitters, and averaged-median of 128 rows of
+  10^6, 500 ms against 81 ms. XLA reads XLA_FLAGS once, when it first compiles
+  in the process, so this is set at import; no public API sets a flag later.
+  Set XLA_FLAGS=--xla_cpu_use_fusion_emitters=true to keep the default.
+  """
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_cpu_use_fusion_emitters" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_use_fusion_emitters=false".strip()
+
+
+_prefer_classic_cpu_emitters()
 FUSE_MIN_SIZE = 1 << 16  # n * d below which compiling costs more than it saves
 
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -94,7 +97,7 @@ def test_sum_of_closest_rows_with_a_repeated_value():
   np.testing.assert_allclose(ops.sum_of_closest_rows(rows, tf.constant([0.9], tf.float64), 4).numpy(), [3.4])
 
 
-@pytest.mark.parametrize("n", [2, 5, 8, 13, ops.SORTING_NETWORK_MAX_ROWS + 3])
+@pytest.mark.parametrize("n", [2, 5, 8, 13, 67])
 def test_sum_of_closest_rows_matches_brute_force_with_many_repeats(n):
   rng = np.random.default_rng(n)
   # Few distinct values, many exact zeros and repeats, some non-finite; the centers hit values and midpoints.
@@ -209,3 +212,12 @@ def test_widest_network_compiles_and_sorts_exactly(monkeypatch):
   np.testing.assert_array_equal(gars.get("median").aggregate(x, f).numpy(), (s[n // 2 - 1] + s[n // 2]) / 2)
   np.testing.assert_allclose(gars.get("trimmed-mean").aggregate(x, f).numpy(), s[f:n - f].mean(axis=0), rtol=1e-5,
                              atol=1e-6)
+
+
+def test_classic_cpu_emitters_are_asked_for_unless_xla_flags_chooses():
+  assert "--xla_cpu_use_fusion_emitters=false" in os.environ["XLA_FLAGS"].split()
+  script = "import os, aggregathor.ops; print(os.environ['XLA_FLAGS'])"
+  env = {**os.environ, "XLA_FLAGS": "--xla_cpu_use_fusion_emitters=true"}
+  printed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True,
+                           timeout=120).stdout
+  assert printed.split() == ["--xla_cpu_use_fusion_emitters=true"]
