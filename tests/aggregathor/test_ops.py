@@ -117,8 +117,8 @@ def test_sum_of_closest_rows_matches_brute_force_with_many_repeats(n):
 def test_column_sums_adds_an_elementwise_function_of_each_row():
   x = tf.constant([[1., -2.], [3., nan], [-4., 5.]])
   np.testing.assert_array_equal(ops.column_sums(tf.abs, x).numpy()[0], 8.)
-  big = tf.ones([ops.SORTING_NETWORK_MAX_ROWS + 1, 2])
-  np.testing.assert_array_equal(ops.column_sums(tf.negative, big).numpy(), [-(ops.SORTING_NETWORK_MAX_ROWS + 1.)] * 2)
+  big = tf.ones([ops.COLUMN_SUMS_MAX_ROWS + 1, 2])
+  np.testing.assert_array_equal(ops.column_sums(tf.negative, big).numpy(), [-(ops.COLUMN_SUMS_MAX_ROWS + 1.)] * 2)
 
 
 def large_input(n: int, d: int, seed: int) -> np.ndarray:
