@@ -225,13 +225,18 @@ def measure(n: int, d: int, args: argparse.Namespace, memory: bool) -> list[Poin
   return points
 
 
+def _table(lines: Sequence[Sequence[str]]) -> str:
+  """Rows of cells, the first a header, in left-aligned columns."""
+  widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+  return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+
+
 def format_points(points: Sequence[Point]) -> str:
   lines = [("rule", "n", "d", "ms", "ratio", "time", "peak/input", "memory")]
   for p in points:
     lines.append((p.rule, str(p.n), f"{p.d:.1e}", "-" if p.ms is None else f"{p.ms:.1f}", p.ratio, p.status,
                   "" if p.peak is None else f"{p.peak:.2f}", p.memory_status))
-  widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-  return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+  return _table(lines)
 
 
 def format_fits(points: Sequence[Point]) -> str:
@@ -241,8 +246,7 @@ def format_fits(points: Sequence[Point]) -> str:
     expected = EXPECTED.get(rule)
     lines.append((rule, "-" if fit is None else f"n^{fit[0]:.2f} d^{fit[1]:.2f}",
                   "" if expected is None else f"n^{expected[0]} d^{expected[1]}"))
-  widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
-  return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines)
+  return _table(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> list[Point]:

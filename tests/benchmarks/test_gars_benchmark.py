@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-import sys
-
 import pytest
 
 from aggregathor import gars
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "gars.py"
 
-
-def load_benchmark():
-  spec = importlib.util.spec_from_file_location("benchmarks_gars", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up there
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_quick_run_has_every_rule_and_both_floors(capsys):
-  benchmark = load_benchmark()
+def test_quick_run_has_every_rule_and_both_floors(capsys, load_benchmark):
+  benchmark = load_benchmark("gars")
   rows = benchmark.main(["--quick", "--sizes", "8x64", "--repeats", "1", "--warmup", "0"])
   printed = capsys.readouterr().out
   names = {row.rule for row in rows}
@@ -39,14 +25,14 @@ def test_quick_run_has_every_rule_and_both_floors(capsys):
   assert by_name["krum"].status in ("PASS", "MISS")
 
 
-def test_rules_that_check_refuses_are_left_out():
-  benchmark = load_benchmark()
+def test_rules_that_check_refuses_are_left_out(load_benchmark):
+  benchmark = load_benchmark("gars")
   # f = floor((32-3)/4) = 7: mda's exact search over C(32, 7) subsets is refused by check().
   rows = benchmark.benchmark_size(32, 16, ["mda", "median"], repeats=1, warmup=0, jit=False, seed=0)
   assert {row.rule for row in rows} == {"floor:read", "floor:gram", "median"}
 
 
-def test_bad_sizes_are_refused():
-  benchmark = load_benchmark()
+def test_bad_sizes_are_refused(load_benchmark):
+  benchmark = load_benchmark("gars")
   with pytest.raises(SystemExit):
     benchmark.main(["--sizes", "8by100"])

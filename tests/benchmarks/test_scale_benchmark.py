@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import pathlib
-import sys
 
 import pytest
 
-SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "scale.py"
 
-
-def load_benchmark():
-  spec = importlib.util.spec_from_file_location("benchmarks_scale", SCRIPT)
-  module = importlib.util.module_from_spec(spec)
-  sys.modules[spec.name] = module  # dataclasses look their module up there
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_quick_grid_times_and_measures_each_rule_and_prints_fits(capsys):
-  benchmark = load_benchmark()
+def test_quick_grid_times_and_measures_each_rule_and_prints_fits(capsys, load_benchmark):
+  benchmark = load_benchmark("scale")
   points = benchmark.main(["--quick", "--rules", "median,krum", "--n", "8,16", "--d", "500,2000",
                            "--warmup", "0"])
   printed = capsys.readouterr().out
@@ -38,31 +25,31 @@ def test_quick_grid_times_and_measures_each_rule_and_prints_fits(capsys):
   assert "fitted t" in printed and "n^2 d^1" in printed
 
 
-def test_peak_counts_what_a_rule_allocates_beyond_its_input():
-  benchmark = load_benchmark()
+def test_peak_counts_what_a_rule_allocates_beyond_its_input(load_benchmark):
+  benchmark = load_benchmark("scale")
   # The mean allocates one row (about 1x its input); the median of 129 rows, past the widest sorting network,
   # holds tf.sort's sorted copy and its non-finite-free input (above 2x).
   assert benchmark.peak_in_fresh_process("average", 8, 1_000_000, seed=0) < 1.5
   assert benchmark.peak_in_fresh_process("median", 129, 200_000, seed=0) > 2
 
 
-def test_fit_recovers_the_exponents_of_a_power_law():
-  benchmark = load_benchmark()
+def test_fit_recovers_the_exponents_of_a_power_law(load_benchmark):
+  benchmark = load_benchmark("scale")
   points = [benchmark.Point("r", n, d, 3e-6 * n ** 2 * d ** 1.0) for n in (8, 32, 128) for d in (1e5, 1e6)]
   a, b = benchmark.fit_exponents(points)
   assert math.isclose(a, 2, abs_tol=1e-9) and math.isclose(b, 1, abs_tol=1e-9)
   assert benchmark.fit_exponents(points[:1]) is None  # one size: nothing to fit
 
 
-def test_coordinate_wise_target_widens_past_64_workers():
-  benchmark = load_benchmark()
+def test_coordinate_wise_target_widens_past_64_workers(load_benchmark):
+  benchmark = load_benchmark("scale")
   assert benchmark.time_target("median", 64, 3.) == 3.
   assert benchmark.time_target("median", 128, 3.) == 8.
   assert benchmark.time_target("krum", 256, 2.) == 2.
 
 
 @pytest.mark.parametrize("argv", [["--n", "8,x"], ["--d", "0"], ["--max-bytes", "-1"]])
-def test_bad_flags_are_refused(argv):
-  benchmark = load_benchmark()
+def test_bad_flags_are_refused(argv, load_benchmark):
+  benchmark = load_benchmark("scale")
   with pytest.raises(SystemExit):
     benchmark.main(argv)
