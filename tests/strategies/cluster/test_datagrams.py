@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import os
 import pathlib
+import resource
 import struct
 import subprocess
 import sys
@@ -90,7 +91,11 @@ def test_any_changed_byte_is_refused_or_the_same_chunk(dimension, step, data):
 
 def test_a_fuzzer_feeds_the_parser_100000_inputs_without_a_crash(tmp_path):
   # atheris, coverage-guided, in a process of its own: any exception but RefusedDatagram is a crash.
-  result = subprocess.run([sys.executable, str(FUZZER), "-runs=100000", "-seed=1", f"-artifact_prefix={tmp_path}/"],
+  # libFuzzer's memory limit reads the peak RSS, which Linux carries across fork and exec: the fuzzer starts at
+  # this pytest process's peak (2.4 GB in CI once TensorFlow's tests have run), so its 2 GB budget goes on top.
+  inherited_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+  result = subprocess.run([sys.executable, str(FUZZER), "-runs=100000", "-seed=1", f"-artifact_prefix={tmp_path}/",
+                           f"-rss_limit_mb={inherited_mb + 2048}"],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[3])})
   assert result.returncode == 0, result.stderr[-3000:]
