@@ -140,30 +140,42 @@ def row_norms(gradients: tf.Tensor) -> tf.Tensor:
 # the matrix; a network of elementwise minima and maxima needs no transpose, and compiled with
 # XLA (see `fused`) it becomes one pass that keeps each column in registers.
 
-# One network per rule, compiled by XLA into one pass. With XLA:CPU's classic loop emitters (see
-# below), 128 rows (1471 comparators) sort at about 1.3x the time to read them, and 256 rows (3839)
-# at 14x for 10^5 columns, 34x for 10^6, where tf.sort takes 80x to 180x; compiling 256 rows takes
-# about 13 s. Past 256, tf.sort. A network's sorted rows cannot be materialised for a merge in a
+# One network per rule, compiled by XLA into one pass. With XLA:CPU's classic loop emitters and
+# LLVM's vectorizer allowed 256 rows (see below), the median of 128 rows (1471 comparators in the
+# full network) runs at 2.5x to 4x the time to read them, of 256 rows (3839) at 4.9x for 10^5 and
+# 10^6 columns, where tf.sort takes 80x to 180x; compiling 256 rows takes about 13 s. Past 256, tf.sort. A network's sorted rows cannot be materialised for a merge in a
 # second pass: as 128 outputs, XLA computes the network once per output (0.7 s for 10^5 columns).
 SORTING_NETWORK_MAX_ROWS = 256
 
 
-def _prefer_classic_cpu_emitters() -> None:
-  """Asks XLA:CPU for its classic loop emitters, unless XLA_FLAGS already chooses.
+# The LLVM loop vectorizer checks at run time that the rows it loads do not overlap what it stores,
+# and gives up on a loop that needs more than 128 such checks (its default): a network of 256 rows
+# then runs scalar, median of 256 x 1e5 in 94 ms against 31 ms vectorised. The checks run once per
+# loop, so allowing more costs nothing per value.
+VECTORIZE_MEMORY_CHECK_THRESHOLD = 1024
+
+
+def _choose_xla_cpu_flags() -> None:
+  """Asks XLA:CPU for its classic loop emitters and a vectorizer that takes 256 rows, unless XLA_FLAGS already chooses.
 
   The fusion emitters, XLA:CPU's default in TF 2.21, break a network past about
   128 rows apart and recompute it: median of 256 rows of 1024 values took 22 s,
   against 5 ms with the classic emitters, and averaged-median of 128 rows of
-  10^6, 500 ms against 81 ms. XLA reads XLA_FLAGS once, when it first compiles
-  in the process, so this is set at import; no public API sets a flag later.
-  Set XLA_FLAGS=--xla_cpu_use_fusion_emitters=true to keep the default.
+  10^6, 500 ms against 81 ms. The vectorizer's threshold: see
+  VECTORIZE_MEMORY_CHECK_THRESHOLD. XLA reads XLA_FLAGS once, when it first
+  compiles in the process, so this is set at import; no public API sets a flag
+  later. Set XLA_FLAGS=--xla_cpu_use_fusion_emitters=true to keep the default
+  emitters, and any --xla_backend_extra_options to keep LLVM's threshold.
   """
-  flags = os.environ.get("XLA_FLAGS", "")
-  if "xla_cpu_use_fusion_emitters" not in flags:
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_use_fusion_emitters=false".strip()
+  flags = os.environ.get("XLA_FLAGS", "").split()
+  if not any("xla_cpu_use_fusion_emitters" in flag for flag in flags):
+    flags.append("--xla_cpu_use_fusion_emitters=false")
+  if not any("xla_backend_extra_options" in flag for flag in flags):
+    flags.append(f"--xla_backend_extra_options=-vectorize-memory-check-threshold={VECTORIZE_MEMORY_CHECK_THRESHOLD}")
+  os.environ["XLA_FLAGS"] = " ".join(flags)
 
 
-_prefer_classic_cpu_emitters()
+_choose_xla_cpu_flags()
 # Past 64 rows, tf.reduce_sum is faster than adding rows in order (average-nan of 256 x 1e6: 212 ms
 # against 349 ms unrolled).
 COLUMN_SUMS_MAX_ROWS = 64
