@@ -81,7 +81,11 @@ def pairwise_squared_distances(gradients: tf.Tensor) -> tf.Tensor:
   ||x - y||² = ||x||² + ||y||² - 2<x, y>, clamped at zero against round-off; the
   diagonal is exactly zero.
   """
-  gram = tf.matmul(gradients, gradients, transpose_b=True)
+  return squared_distances_from_gram(tf.matmul(gradients, gradients, transpose_b=True))
+
+
+def squared_distances_from_gram(gram: tf.Tensor) -> tf.Tensor:
+  """`pairwise_squared_distances` of the rows whose (n, n) Gram product is `gram`."""
   norms = tf.linalg.diag_part(gram)
   distances = tf.maximum(norms[:, None] + norms[None, :] - 2 * gram, 0)
   distances = finite_or_inf(distances)

@@ -15,6 +15,11 @@ def _hypot(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
   return largest * tf.sqrt(tf.square(x / scale) + tf.square(y / scale))
 
 
+# How much more rounding the centered Gram product derived from the plain one may carry than one
+# computed from the centered gradients: a factor 8 on squared distances, under 2 bits of a float.
+DERIVED_AMPLIFICATION = 8.0
+
+
 @gars.register
 class GeometricMedian(gars.Rule):
   """Approximate geometric median: the point minimising the sum of L2 distances to the gradients.
@@ -36,13 +41,20 @@ class GeometricMedian(gars.Rule):
   iterations run on the n weights alone. One Gram product of the gradients
   picks an anchor (the gradient whose n-f nearest gradients are closest) and
   the start (the mean of those n-f; RFA starts from the mean of all, which one
-  huge Byzantine gradient throws arbitrarily far). A second Gram product, of
-  the gradients centered on the anchor and scaled to unit norm, gives every
-  distance ||v - x_i|| in O(n²), so an iteration never reads the (n, d) matrix
-  and the whole rule costs a few passes over it. Centering keeps the distances
-  accurate to rounding relative to the gradients' spread, except for a
-  distance far below that spread (v about to land on a gradient), which is
-  only accurate to about sqrt(eps) times the spread (3e-4 in float32).
+  huge Byzantine gradient throws arbitrarily far). The Gram product of the
+  gradients centered on the anchor, scaled to unit norm, gives every distance
+  ||v - x_i|| in O(n²), so an iteration never reads the (n, d) matrix. That
+  centered product is derived from the first one, <x_i - o, x_j - o> =
+  <x_i, x_j> - <x_i, o> - <x_j, o> + <o, o>, when the cancellation costs little:
+  when no (|x_i| + |o|)² exceeds DERIVED_AMPLIFICATION times the larger of
+  ||x_i - o||² and the median of those (the gradients' spread). Otherwise
+  (gradients far from the origin against their spread, as early in training)
+  it is computed from the centered gradients, a second pass. So the rule costs
+  a check for non-finite rows, one or two Gram products and one weighted sum
+  of the rows. Either way the distances are accurate to rounding relative to
+  the gradients' spread (within DERIVED_AMPLIFICATION), except for a distance
+  far below that spread (v about to land on a gradient), which is only
+  accurate to about sqrt(eps) times the spread (3e-4 in float32).
 
   A row holding NaN or ±inf gets weight zero and is zeroed before any
   product, so it cannot poison the output. So does a finite row whose
@@ -70,39 +82,62 @@ class GeometricMedian(gars.Rule):
                      lambda: tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None]))
 
     # Anchor and start, from rough (uncentered) distances: they only need to be robust.
+    gram = tf.matmul(points, points, transpose_b=True)
     both_finite = tf.logical_and(finite[:, None], finite[None, :])
-    rough = tf.where(both_finite, ops.pairwise_squared_distances(points), inf)
+    rough = tf.where(both_finite, ops.squared_distances_from_gram(gram), inf)
     anchor = tf.argmin(ops.sum_of_smallest(rough, n - f), output_type=tf.int32)
     nearest = ops.indices_of_smallest(tf.gather(rough, anchor), n - f)
-
-    # Gradients centered on the anchor (accurate distances however far they all are
-    # from the origin); their Gram product, scaled to unit rows, gives every distance.
     origin = tf.gather(points, anchor)
-    offsets = points - origin[None]
-    centered = tf.matmul(offsets, offsets, transpose_b=True)
 
     def inverses(norms: tf.Tensor) -> tf.Tensor:
       positive = norms > 0
       return tf.where(positive, 1 / tf.where(positive, norms, tf.ones_like(norms)), tf.zeros_like(norms))
 
-    def from_centered():
+    def unit(centered: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
       norms = tf.sqrt(tf.maximum(tf.linalg.diag_part(centered), 0))
       scales = inverses(norms)
-      unit_gram = centered * scales[:, None] * scales[None, :]
-      return unit_gram, norms, offsets, tf.ones_like(norms), tf.ones_like(finite)
+      return centered * scales[:, None] * scales[None, :], norms
 
-    def from_units():
-      # A huge row overflowed the products: redo them on rows scaled to unit norm.
-      norms = ops.row_norms(offsets)
-      kept = tf.math.is_finite(norms)
-      norms = tf.where(kept, norms, tf.zeros_like(norms))
-      # Divided, not multiplied by 1/norm, which would flush to zero near the dtype's max;
-      # 0 for overflowed rows.
-      units = tf.math.divide_no_nan(offsets, norms[:, None])
-      return tf.matmul(units, units, transpose_b=True), norms, units, norms, kept
+    # Centered on the anchor: accurate distances however far they all are from the origin.
+    to_anchor = tf.gather(gram, anchor)
+    derived = gram - to_anchor[:, None] - to_anchor[None, :] + to_anchor[anchor]
+    spreads = tf.linalg.diag_part(derived)
+    median_spread = tf.sort(tf.where(finite, spreads, inf))[
+        tf.maximum(tf.reduce_sum(tf.cast(finite, tf.int32)) - 1, 0) // 2]
+    squares = tf.maximum(tf.linalg.diag_part(gram), 0)
+    magnitudes = tf.square(tf.sqrt(squares) + tf.sqrt(squares[anchor]))
+    cheap = tf.logical_and(
+        tf.reduce_all(tf.math.is_finite(gram)),
+        tf.reduce_all(magnitudes <= DERIVED_AMPLIFICATION * tf.maximum(spreads, median_spread)))
 
-    fits = tf.reduce_all(tf.math.is_finite(centered))
-    gram, norms, rows, row_scales, kept = tf.cond(fits, from_centered, from_units)
+    # Each way gives the unit Gram product, the distances to the anchor, the rows and their scales for the
+    # output (origin + sum_i w_i scale_i row_i, less (sum_i w_i) origin where the rows are the points), and
+    # which rows are usable.
+    def from_derived():
+      unit_gram, norms = unit(derived)
+      return unit_gram, norms, points, tf.ones_like(norms), tf.ones_like(finite), tf.constant(False)
+
+    def from_offsets():
+      offsets = points - origin[None]
+      centered = tf.matmul(offsets, offsets, transpose_b=True)
+
+      def from_centered():
+        unit_gram, norms = unit(centered)
+        return unit_gram, norms, offsets, tf.ones_like(norms), tf.ones_like(finite), tf.constant(True)
+
+      def from_units():
+        # A huge row overflowed the products: redo them on rows scaled to unit norm.
+        norms = ops.row_norms(offsets)
+        kept = tf.math.is_finite(norms)
+        norms = tf.where(kept, norms, tf.zeros_like(norms))
+        # Divided, not multiplied by 1/norm, which would flush to zero near the dtype's max;
+        # 0 for overflowed rows.
+        units = tf.math.divide_no_nan(offsets, norms[:, None])
+        return tf.matmul(units, units, transpose_b=True), norms, units, norms, kept, tf.constant(True)
+
+      return tf.cond(tf.reduce_all(tf.math.is_finite(centered)), from_centered, from_units)
+
+    gram, norms, rows, row_scales, kept, offset_rows = tf.cond(cheap, from_derived, from_offsets)
     usable = tf.logical_and(finite, kept)
     alphas = tf.cast(usable, dtype)
     smoothing = tf.constant(smoothing, dtype)
@@ -137,5 +172,6 @@ class GeometricMedian(gars.Rule):
     start = ops.selection_mask(nearest, n, dtype) * alphas
     start = start / tf.maximum(tf.reduce_sum(start), 1)
     _, weights, _, _ = tf.while_loop(cond, body, (tf.constant(0), start, distances(start), tf.constant(False)))
-    center = origin + tf.linalg.matvec(rows, weights * row_scales, transpose_a=True)
+    origin_weight = tf.where(offset_rows, tf.ones([], dtype), 1 - tf.reduce_sum(weights))
+    center = origin_weight * origin + tf.linalg.matvec(rows, weights * row_scales, transpose_a=True)
     return tf.where(tf.reduce_any(usable), center, tf.fill(tf.shape(center), tf.constant(np.nan, dtype)))

@@ -122,3 +122,30 @@ def test_compiles_in_tf_function(jit_compile):
   assert np.all(np.isfinite(out))
   honest_only = compiled(tf.constant(np.concatenate([TRIANGLE, [[nan, 1.], [nan, nan]]]), tf.float32)).numpy()
   np.testing.assert_allclose(honest_only, FERMAT, atol=1e-5)
+
+
+def _float64_geometric_median(x: np.ndarray, iterations: int = 2000) -> np.ndarray:
+  # Plain Weiszfeld in float64 on the centered points, from the coordinate-wise median.
+  center = np.median(x, axis=0)
+  shift = x.mean(axis=0)
+  points, v = x - shift, center - shift
+  for _ in range(iterations):
+    weights = 1 / np.maximum(np.linalg.norm(points - v, axis=1), 1e-12)
+    v = weights @ points / weights.sum()
+  return v + shift
+
+
+@pytest.mark.parametrize("offset", [0., 1e3])
+def test_accurate_relative_to_the_spread_near_and_far_from_the_origin(offset, monkeypatch):
+  # Far from the origin (offset 1e3 against a spread of 1e-2) the centered Gram product derived from the
+  # plain one would cancel to noise: the rule must take the centered pass there, and the cheap one near 0.
+  geometric_median = __import__("aggregathor.gars.geometric_median", fromlist=["_"])
+  x = np.random.default_rng(3).standard_normal((9, 500)) * 1e-2 + offset
+  expected = _float64_geometric_median(x)
+  out = rule().aggregate(x.astype(np.float32), f=2, tolerance=0.).numpy()
+  spread = np.linalg.norm(x - expected, axis=1).mean()
+  assert np.linalg.norm(out - expected) <= 1e-3 * spread + np.linalg.norm(np.float32(expected) - expected)
+  # The cheap way, where it is taken, agrees with the centered pass.
+  monkeypatch.setattr(geometric_median, "DERIVED_AMPLIFICATION", 0.)
+  exact = rule().aggregate(x.astype(np.float32), f=2, tolerance=0.).numpy()
+  np.testing.assert_allclose(out, exact, atol=1e-4 * spread + 1e-7 * offset)
