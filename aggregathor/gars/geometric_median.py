@@ -50,16 +50,17 @@ class GeometricMedian(gars.Rule):
   ||x_i - o||² and the median of those (the gradients' spread). Otherwise
   (gradients far from the origin against their spread, as early in training)
   it is computed from the centered gradients, a second pass. So the rule costs
-  a check for non-finite rows, one or two Gram products and one weighted sum
-  of the rows. Either way the distances are accurate to rounding relative to
-  the gradients' spread (within DERIVED_AMPLIFICATION), except for a distance
-  far below that spread (v about to land on a gradient), which is only
+  one or two Gram products and one weighted sum of the rows (a pass to find
+  non-finite rows, and one more product, only when there are some). Either
+  way the distances are accurate to rounding relative to the gradients'
+  spread (within DERIVED_AMPLIFICATION), except for a distance far below that
+  spread (v about to land on a gradient), which is only
   accurate to about sqrt(eps) times the spread (3e-4 in float32).
 
   A row holding NaN or ±inf gets weight zero and is zeroed before any
-  product, so it cannot poison the output. So does a finite row whose
-  distance to the anchor overflows the dtype (its exact weight would be below
-  1/max). With no usable row at all, the output is NaN.
+  product that is kept (the first Gram product is then redone), so it cannot
+  poison the output. So does a finite row whose distance to the anchor
+  overflows the dtype (its exact weight would be below 1/max). With no usable row at all, the output is NaN.
   """
 
   name = "geometric-median"
@@ -77,12 +78,20 @@ class GeometricMedian(gars.Rule):
                  smoothing: float) -> tf.Tensor:
     n, dtype = gradients.shape[0], gradients.dtype
     inf = tf.constant(np.inf, dtype)
-    finite = ops.finite_rows(gradients)
-    points = tf.cond(tf.reduce_all(finite), lambda: gradients,
-                     lambda: tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None]))
+    # A row holding NaN or ±inf has a non-finite squared norm, so a finite diagonal of the Gram
+    # product vouches for every row without a pass of its own; else the rows are checked, the bad ones
+    # zeroed, and the product redone.
+    plain_gram = tf.matmul(gradients, gradients, transpose_b=True)
+
+    def zeroed() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+      finite = ops.finite_rows(gradients)
+      points = tf.math.multiply_no_nan(gradients, tf.cast(finite, dtype)[:, None])
+      return points, tf.matmul(points, points, transpose_b=True), finite
+
+    points, gram, finite = tf.cond(tf.reduce_all(tf.math.is_finite(tf.linalg.diag_part(plain_gram))),
+                                   lambda: (gradients, plain_gram, tf.ones([n], tf.bool)), zeroed)
 
     # Anchor and start, from rough (uncentered) distances: they only need to be robust.
-    gram = tf.matmul(points, points, transpose_b=True)
     both_finite = tf.logical_and(finite[:, None], finite[None, :])
     rough = tf.where(both_finite, ops.squared_distances_from_gram(gram), inf)
     anchor = tf.argmin(ops.sum_of_smallest(rough, n - f), output_type=tf.int32)
