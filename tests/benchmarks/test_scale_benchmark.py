@@ -41,11 +41,13 @@ def test_fit_recovers_the_exponents_of_a_power_law(load_benchmark):
   assert benchmark.fit_exponents(points[:1]) is None  # one size: nothing to fit
 
 
-def test_coordinate_wise_target_widens_past_64_workers(load_benchmark):
+def test_targets_widen_where_the_issue_says(load_benchmark):
   benchmark = load_benchmark("scale")
-  assert benchmark.time_target("median", 64, 3.) == 3.
-  assert benchmark.time_target("median", 128, 3.) == 8.
-  assert benchmark.time_target("krum", 256, 2.) == 2.
+  assert benchmark.time_target("median", 64, 3.) == (None, 3.)
+  assert benchmark.time_target("median", 128, 3.) == (None, 8.)
+  assert benchmark.time_target("krum", 256, 2.) == (None, 2.)
+  assert benchmark.time_target("geometric-median", 32, 10.) == (None, 10.)
+  assert benchmark.time_target("geometric-median", 64, 10.) == ("gram", 1.5)
 
 
 @pytest.mark.parametrize("argv", [["--n", "8,x"], ["--d", "0"], ["--max-bytes", "-1"]])
