@@ -27,10 +27,11 @@ def test_quick_grid_times_and_measures_each_rule_and_prints_fits(capsys, load_be
 
 def test_peak_counts_what_a_rule_allocates_beyond_its_input(load_benchmark):
   benchmark = load_benchmark("scale")
-  # The mean allocates one row (about 1x its input); the median of 129 rows, past the widest sorting network,
-  # holds tf.sort's sorted copy and its non-finite-free input (above 2x).
-  assert benchmark.peak_in_fresh_process("average", 8, 1_000_000, seed=0) < 1.5
-  assert benchmark.peak_in_fresh_process("median", 129, 200_000, seed=0) > 2
+  # The mean allocates one row (about 1x its input); the median of 257 rows, past the widest sorting network,
+  # holds tf.sort's sorted copy and its non-finite-free input (above 2x). Compiling is counted apart.
+  ratio, compile_mb = benchmark.peak_in_fresh_process("average", 8, 1_000_000, seed=0)
+  assert ratio < 1.5 and compile_mb >= 0
+  assert benchmark.peak_in_fresh_process("median", 257, 100_000, seed=0)[0] > 2
 
 
 def test_fit_recovers_the_exponents_of_a_power_law(load_benchmark):
