@@ -103,3 +103,19 @@ def test_a_non_finite_gradient_in_the_pool_leaves_the_picks_distinct():
   np.testing.assert_array_equal(selected.numpy(), [1., 1., 1., 1., 1., 0., 0.])
   # Selected 0, 1, 3, 7, 15; median 3; the 3 closest to it: 0, 1, 3.
   np.testing.assert_allclose(aggregated.numpy(), [4. / 3.], rtol=1e-6)
+
+
+@pytest.mark.parametrize("n, f", [(7, 1), (11, 2), (67, 16)])
+def test_compiled_picks_are_the_tensorflow_ones(n, f):
+  # Up to KRUM_PICKS_COMPILE_MAX_ROWS workers the picks run as one XLA computation: the same picks, ties
+  # (duplicated rows, a non-finite row) included. 67 rows runs both ways past the threshold.
+  from aggregathor import ops  # pylint: disable=g-import-not-at-top
+  from aggregathor.gars import bulyan  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(n).standard_normal((n, 50)).astype(np.float32)
+  x[1] = x[0]
+  x[3] = x[2]
+  x[-1, 0] = np.inf
+  distances = ops.pairwise_squared_distances(tf.constant(x))
+  theta = n - 2 * f
+  np.testing.assert_array_equal(bulyan._compiled_krum_picks(distances, f, theta).numpy(),
+                                bulyan._krum_picks(distances, f, theta).numpy())

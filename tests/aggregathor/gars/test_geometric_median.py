@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from aggregathor import gars
+from aggregathor.gars import geometric_median
 
 nan, inf = np.nan, np.inf
 # Three points whose geometric (Fermat) point sees each side under 120°: (0, 1/sqrt(3)).
@@ -139,7 +140,6 @@ def _float64_geometric_median(x: np.ndarray, iterations: int = 2000) -> np.ndarr
 def test_accurate_relative_to_the_spread_near_and_far_from_the_origin(offset, monkeypatch):
   # Far from the origin (offset 1e3 against a spread of 1e-2) the centered Gram product derived from the
   # plain one would cancel to noise: the rule must take the centered pass there, and the cheap one near 0.
-  geometric_median = __import__("aggregathor.gars.geometric_median", fromlist=["_"])
   x = np.random.default_rng(3).standard_normal((9, 500)) * 1e-2 + offset
   expected = _float64_geometric_median(x)
   out = rule().aggregate(x.astype(np.float32), f=2, tolerance=0.).numpy()
