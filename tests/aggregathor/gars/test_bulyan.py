@@ -105,17 +105,42 @@ def test_a_non_finite_gradient_in_the_pool_leaves_the_picks_distinct():
   np.testing.assert_allclose(aggregated.numpy(), [4. / 3.], rtol=1e-6)
 
 
-@pytest.mark.parametrize("n, f", [(7, 1), (11, 2), (67, 16)])
-def test_compiled_picks_are_the_tensorflow_ones(n, f):
-  # Up to KRUM_PICKS_COMPILE_MAX_ROWS workers the picks run as one XLA computation: the same picks, ties
-  # (duplicated rows, a non-finite row) included. 67 rows runs both ways past the threshold.
+def reference_krum_picks(x: np.ndarray, f: int, theta: int) -> list[int]:
+  """The docstring's picks, pool by pool, in plain Python: exact on small integer coordinates."""
+  n = len(x)
+  finite = np.all(np.isfinite(x), axis=1)
+  distances = np.full((n, n), np.inf)
+  for i in range(n):
+    for j in range(n):
+      if i == j or (finite[i] and finite[j]):
+        distances[i, j] = float(np.sum((x[i] - x[j]) ** 2)) if i != j else 0.
+  pool, picks = list(range(n)), []
+  for _ in range(theta):
+    k = len(pool) - f - 2
+    def key(i):
+      to_pool = [distances[i, j] for j in pool if j != i]
+      score = min(sum(sorted(to_pool)[:max(k, 0)]), float(np.finfo(np.float32).max))
+      return (score, sum(np.isinf(to_pool)), sum(v for v in to_pool if np.isfinite(v)), i)
+    pick = min(pool, key=key)
+    picks.append(pick)
+    pool.remove(pick)
+  return picks
+
+
+@pytest.mark.parametrize("n, f, seed", [(7, 1, 0), (7, 1, 1), (7, 1, 2), (11, 2, 0), (11, 2, 1), (35, 8, 0),
+                                        (67, 16, 0), (130, 31, 0)])
+def test_krum_picks_are_the_definition(n, f, seed):
+  # Small integer coordinates make every sum exact, so ties are real ties: duplicated rows, a non-finite
+  # row and many equal distances; the windows over the sorted distances must pick as the definition does.
   from aggregathor import ops  # pylint: disable=g-import-not-at-top
   from aggregathor.gars import bulyan  # pylint: disable=g-import-not-at-top
-  x = np.random.default_rng(n).standard_normal((n, 50)).astype(np.float32)
+  x = np.random.default_rng([n, seed]).integers(-3, 4, (n, 20)).astype(np.float32)
   x[1] = x[0]
   x[3] = x[2]
   x[-1, 0] = np.inf
   distances = ops.pairwise_squared_distances(tf.constant(x))
   theta = n - 2 * f
-  np.testing.assert_array_equal(bulyan._compiled_krum_picks(distances, f, theta).numpy(),
-                                bulyan._krum_picks(distances, f, theta).numpy())
+  expected = reference_krum_picks(x, f, theta)
+  np.testing.assert_array_equal(bulyan._krum_picks(distances, f, theta).numpy(), expected)
+  if n <= 11:  # uncompiled too, as a while loop of TensorFlow ops
+    np.testing.assert_array_equal(bulyan.krum_picks(distances, f, theta).numpy(), expected)
