@@ -108,13 +108,20 @@ class GradientPipeline:
   def nb_honest(self) -> int:
     return self.nb_workers - self.nb_real_byz_workers
 
-  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
+  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None,
+               scale: float | None = None) -> tf.Tensor:
     """The gradient to apply, from the (n, d) gradients the workers computed.
 
     `present`, on a cluster's parameter server, says which of the n rows
     arrived: the rule then sees those alone, an absent worker's server-side
     momentum is kept as it was, and the step's study metrics are skipped
     (its selection counts the absent worker as not kept).
+    `scale`: the workers' rows are `scale` times `gradients` (a strategy undoing
+    the 1/n of the loss). When nothing before the rule depends on it (no
+    clipping, attack, compression, momentum at the workers or server, and a
+    `scale_equivariant` rule), the rule's (d,) output is scaled instead of its
+    (n, d) input, a pass over the matrix saved; the study still records the
+    scaled rows, on the steps it records.
     """
     n, d = gradients.shape
     if n != self.nb_workers:
@@ -128,6 +135,9 @@ class GradientPipeline:
         raise ValueError("absent rows are for a cluster's parameter server, whose workers clip, keep their "
                          "momentum and attack themselves: build its pipeline without clip, attack and worker momentum")
     self.build(d, gradients.dtype)
+    scale_output = scale is not None and self._scale_commutes(present)
+    if scale is not None and not scale_output:
+      gradients = gradients * scale
     h = self.nb_honest
     sampled = gradients
     if self.clip is not None:
@@ -164,6 +174,8 @@ class GradientPipeline:
                                                             **self.aggregator_args)
       if selected is not None:
         selected = tf.scatter_nd(kept, selected, [n])
+    if scale_output:
+      aggregated = aggregated * scale
     if self.hold_undecided:
       aggregated = tf.where(tf.math.is_finite(aggregated), aggregated, tf.zeros_like(aggregated))
     applied = aggregated
@@ -173,9 +185,15 @@ class GradientPipeline:
     if self.compressor is not None:
       counters[BYTES_PER_WORKER] = tf.constant(float(self.compressor.payload_bytes), tf.float64)
     record = self.study.record(sampled=sampled[:h], submitted=submitted, aggregated=aggregated, selected=selected,
-                               complete=present is None, counters=counters)
+                               complete=present is None, counters=counters,
+                               rows_scale=scale if scale_output else None)
     with tf.control_dependencies(record):
       return tf.identity(applied)
+
+  def _scale_commutes(self, present: tuple[bool, ...] | None) -> bool:
+    """Whether scaling the rows can wait until after the rule (see `__call__`)."""
+    return (present is None and self.rule.scale_equivariant and self.clip is None and self.attack is None
+            and self.compressor is None and not (self.momentum and self.momentum_at in ("worker", "server")))
 
   def _compress(self, rows: tf.Tensor, first: int) -> tf.Tensor:
     """What the parameter server decodes of rows first, first + 1, ...; their compressor state is updated."""

@@ -76,9 +76,10 @@ class RobustReduction(tf.distribute.CrossDeviceOps):
           with tf.device(device):
             rows.append(tf.concat(flat_parts(replica), axis=0))
         gradients = tf.stack(rows)
-      if reduce_op == tf.distribute.ReduceOp.SUM and self.loss_scaled_by_replicas:
-        gradients = gradients * n
-      aggregated = self.pipeline(gradients)
+      # The rows are n times what each replica holds (its loss was scaled by 1/n): the pipeline scales
+      # the rule's output instead of the (n, d) rows where that is the same.
+      scale = n if reduce_op == tf.distribute.ReduceOp.SUM and self.loss_scaled_by_replicas else None
+      aggregated = self.pipeline(gradients, scale=scale)
       pieces = [tf.cast(tf.reshape(piece, shape), dtype)
                 for piece, shape, dtype in zip(tf.split(aggregated, sizes), shapes, dtypes)]
     return [self._mirror(piece, destinations) for piece, (_, destinations) in zip(pieces, value_destination_pairs)]

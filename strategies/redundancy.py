@@ -146,7 +146,10 @@ class RedundancyPipeline(GradientPipeline):
     """The files none of whose copies came, for the workers `present`."""
     return [file for file, workers in enumerate(self.placement.files) if not any(present[w] for w in workers)]
 
-  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None) -> tf.Tensor:
+  def __call__(self, gradients: tf.Tensor, present: tuple[bool, ...] | None = None,
+               scale: float | None = None) -> tf.Tensor:
+    if scale is not None:  # the vote compares copies exactly: they are scaled first
+      gradients = gradients * scale
     if self.across_processes:
       return self._from_workers(gradients, present)
     if present is not None:

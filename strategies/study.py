@@ -93,11 +93,13 @@ class StudyRecorder:
 
   def record(self, sampled: tf.Tensor, submitted: tf.Tensor, aggregated: tf.Tensor,
              selected: tf.Tensor | None, complete: bool = True,
-             counters: Mapping[str, tf.Tensor] | None = None) -> list[tf.Operation]:
+             counters: Mapping[str, tf.Tensor] | None = None, rows_scale: float | None = None) -> list[tf.Operation]:
     """Counts the step, and records the metrics on the study period; returns the ops to depend on.
 
     `counters`: a value for each name given at construction, no more and no less.
     `complete=False` (rows missing on a cluster) counts the step and its selection, without the metrics.
+    `rows_scale`: the rows `sampled` and `submitted` stand for are that many times them (scaled on the
+    recorded steps only).
     """
     counters = dict(counters or {})
     if set(counters) != set(self.counters):
@@ -111,7 +113,8 @@ class StudyRecorder:
       return updates
 
     def compute():
-      metrics = {**self._metrics(sampled, submitted, aggregated), **counters}
+      rows = (sampled, submitted) if rows_scale is None else (sampled * rows_scale, submitted * rows_scale)
+      metrics = {**self._metrics(*rows, aggregated), **counters}
       assigns = [self.values[name].assign(tf.cast(metrics[name], tf.float64)) for name in self.names]
       with tf.control_dependencies(assigns):
         return self.recorded_step.assign(step)

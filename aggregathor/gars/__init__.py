@@ -75,6 +75,7 @@ class Chain(Rule):
     self.reference = "; ".join(stage.reference for stage in stages)
     self.selects = last.selects and all(stage.keeps_rows for stage in pres)
     self.robust = last.robust
+    self.scale_equivariant = all(stage.scale_equivariant for stage in stages)
     self.params = {f"{stage.name}.{key}": value for stage in stages for key, value in stage.params.items()}
 
   def upper_bound(self, n: int, f: int, d: int) -> float | None:

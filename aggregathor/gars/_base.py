@@ -25,6 +25,11 @@ class Rule:
   selects: ClassVar[bool] = False
   # True for rules meant to tolerate Byzantine inputs, hence held to NaN/Inf safety.
   robust: ClassVar[bool] = True
+  # True for rules that commute with a positive scaling of their input: aggregate(c·X) = c·aggregate(X) for
+  # c > 0, with the same selection (exactly so for a power of two c, barring overflow). A caller whose rows
+  # are c times what it holds (a strategy undoing the loss's 1/n) may then scale the (d,) output instead of
+  # the (n, d) input. False is always safe.
+  scale_equivariant: ClassVar[bool] = False
   is_pre_aggregation: ClassVar[bool] = False
 
   def __repr__(self) -> str:

@@ -21,6 +21,7 @@ class Average(gars.Rule):
 
   name = "average"
   reference = "Bottou, COMPSTAT 2010 (plain synchronous SGD)"
+  scale_equivariant = True
   robust = False
 
   def upper_bound(self, n: int, f: int, d: int) -> float | None:

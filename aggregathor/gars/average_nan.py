@@ -24,6 +24,7 @@ class AverageNaN(gars.Rule):
 
   name = "average-nan"
   reference = "Damaskinos et al., SysML 2019 (AggregaThor)"
+  scale_equivariant = True
   robust = False
 
   def _aggregate(self, gradients: tf.Tensor, f: int) -> tf.Tensor:

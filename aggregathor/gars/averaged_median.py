@@ -21,6 +21,7 @@ class AveragedMedian(gars.Rule):
 
   name = "averaged-median"
   reference = "Xie, Koyejo, Gupta, arXiv:1802.10116, 2018 (MeaMed)"
+  scale_equivariant = True
 
   def _check(self, n: int, f: int) -> None:
     if n < 2 * f + 1:

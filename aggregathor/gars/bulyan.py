@@ -30,6 +30,7 @@ class Bulyan(gars.Rule):
 
   name = "bulyan"
   reference = "El Mhamdi et al., ICML 2018"
+  scale_equivariant = True
   selects = True
 
   def _check(self, n: int, f: int) -> None:

@@ -21,6 +21,7 @@ class CGE(gars.Rule):
 
   name = "cge"
   reference = "Gupta, Liu, Vaidya, DSN-W 2021"
+  scale_equivariant = True
   selects = True
 
   def _check(self, n: int, f: int) -> None:

@@ -33,6 +33,7 @@ class Krum(gars.Rule):
 
   name = "krum"
   reference = "Blanchard et al., NeurIPS 2017"
+  scale_equivariant = True
   selects = True
 
   def _check(self, n: int, f: int) -> None:

@@ -37,6 +37,7 @@ class MDA(gars.Rule):
 
   name = "mda"
   reference = "El Mhamdi et al., ICLR 2021; Rousseeuw 1985"
+  scale_equivariant = True
   params = {"max_subsets": 200_000}
   selects = True
 

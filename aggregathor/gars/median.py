@@ -20,6 +20,7 @@ class Median(gars.Rule):
 
   name = "median"
   reference = "Yin et al., ICML 2018, arXiv:1803.01498"
+  scale_equivariant = True
 
   def _check(self, n: int, f: int) -> None:
     if n < 2 * f + 1:

@@ -24,6 +24,7 @@ class MultiKrum(gars.Rule):
 
   name = "multi-krum"
   reference = "El Mhamdi et al., ICML 2018; Blanchard et al., NeurIPS 2017"
+  scale_equivariant = True
   params = {"m": None}
   selects = True
 

@@ -23,6 +23,7 @@ class NNM(gars.PreAggregation):
 
   name = "nnm"
   reference = "Allouah et al., AISTATS 2023"
+  scale_equivariant = True
   keeps_rows = False
 
   def _check(self, n: int, f: int) -> None:

@@ -22,6 +22,7 @@ class Phocas(gars.Rule):
 
   name = "phocas"
   reference = "Xie, Koyejo, Gupta, arXiv:1805.09682, 2018"
+  scale_equivariant = True
 
   def _check(self, n: int, f: int) -> None:
     if n < 2 * f + 1:

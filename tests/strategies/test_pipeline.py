@@ -226,6 +226,34 @@ def test_bad_gradient_shapes():
     pipeline(tf.zeros([3, 5]))
 
 
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kwargs, scaled_after", [
+    ({"aggregator": "krum", "nb_decl_byz_workers": 1}, True),
+    ({"aggregator": "multi-krum", "nb_decl_byz_workers": 1, "momentum": 0.9}, True),
+    ({"aggregator": "median", "nb_decl_byz_workers": 1, "nb_real_byz_workers": 1}, True),
+    ({"aggregator": "median", "nb_decl_byz_workers": 1, "clip": 2.}, False),
+    ({"aggregator": "median", "nb_decl_byz_workers": 1, "nb_real_byz_workers": 1, "attack": "little"}, False),
+    ({"aggregator": "krum", "nb_decl_byz_workers": 1, "momentum": 0.9, "momentum_at": "worker"}, False),
+    ({"aggregator": "centered-clipping", "nb_decl_byz_workers": 1}, False),
+])
+def test_a_scale_is_the_same_as_scaled_rows(mode, kwargs, scaled_after):
+  # A strategy hands the rows 1/n of what the workers mean (their loss was scaled): the pipeline scales
+  # the rule's output instead where that is the same, and the study records the scaled rows either way.
+  rows = np.random.default_rng(5).normal(size=(5, 3))
+  by_scale, scaled_rows = (GradientPipeline(nb_workers=5, study_period=1, **kwargs) for _ in range(2))
+  call = by_scale if mode == "eager" else tf.function(by_scale.__call__, jit_compile=(mode == "xla"))
+  assert by_scale._scale_commutes(None) == scaled_after
+  for step in range(3):
+    got = call(tf.constant(rows * (step + 1)), scale=4)
+    expected = scaled_rows(tf.constant(rows * (step + 1) * 4))
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-12)
+  expected_study = study(scaled_rows)
+  for name, value in study(by_scale).items():
+    assert value == pytest.approx(expected_study[name], rel=1e-12, nan_ok=True), name
+  np.testing.assert_array_equal(by_scale.study.selection_counts.numpy(), scaled_rows.study.selection_counts.numpy())
+
+
 # Study metrics
 
 def test_study_metrics_hand_computed():

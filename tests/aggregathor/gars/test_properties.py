@@ -175,3 +175,31 @@ def test_compiles_in_tf_function(name, jit_compile):
   out = compiled(x).numpy()
   eager_rule, _ = make(name)
   np.testing.assert_allclose(out, eager_rule.aggregate(x, F, **kwargs).numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", RULES + CHAINS)
+def test_scale_equivariant_rules_commute_with_a_positive_scale(name):
+  # What a rule that says scale_equivariant promises a caller that scales its output instead of its input:
+  # exactly the same output and selection for a power of two, the same up to round-off for another scale.
+  rule, kwargs = make(name)
+  if not rule.scale_equivariant:
+    pytest.skip(f"{name} does not say it is scale-equivariant")
+  n = smallest_n(name, F) + 2
+  x = np.random.default_rng(3).normal(size=(n, D))
+  aggregated, selected = (np.asarray(v) if v is not None else None for v in rule.aggregate_and_select(x, F, **kwargs))
+  for scale in (8., 1 / 16):
+    scaled, scaled_selected = rule.aggregate_and_select(x * scale, F, **kwargs)
+    np.testing.assert_array_equal(scaled.numpy(), aggregated * scale)
+    if selected is not None:
+      np.testing.assert_array_equal(scaled_selected.numpy(), selected)
+  np.testing.assert_allclose(rule.aggregate(x * 3., F, **kwargs).numpy(), aggregated * 3., rtol=1e-12)
+
+
+def test_the_scale_equivariant_rules():
+  # The rules that commute with a scale (see Rule.scale_equivariant), and some that do not: sign-majority's
+  # output is a sign, clipping's threshold and geometric-median's smoothing are absolute, bucketing draws.
+  equivariant = {name for name in RULES if gars.get(name).scale_equivariant}
+  assert equivariant == {"average", "average-nan", "averaged-median", "bulyan", "cge", "krum", "mda", "median",
+                         "multi-krum", "phocas", "trimmed-mean"}
+  assert gars.get("nnm>krum").scale_equivariant and not gars.get("clipping>krum").scale_equivariant
+  assert not gars.get("bucketing>median").scale_equivariant
