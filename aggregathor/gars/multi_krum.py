@@ -41,14 +41,16 @@ class MultiKrum(gars.Rule):
   def _aggregate_and_select(self, gradients: tf.Tensor, f: int, m: int | None) -> tuple[tf.Tensor, tf.Tensor]:
     n = gradients.shape[0]
     m = n - f if m is None else m
-    scores = krum_scores(ops.pairwise_squared_distances(gradients), f)
-    kept = ops.indices_of_smallest(scores, m)
-    aggregated = _mean_of_rows_at(gradients, kept, tf.constant(m, gradients.dtype))
-    return aggregated, ops.selection_mask(kept, n, gradients.dtype)
+    gram = tf.matmul(gradients, gradients, transpose_b=True)
+    return _select_and_average(gradients, gram, f, m, tf.constant(m, gradients.dtype))
 
 
 @ops.fused
-def _mean_of_rows_at(gradients: tf.Tensor, kept: tf.Tensor, count: tf.Tensor) -> tf.Tensor:
+def _select_and_average(gradients: tf.Tensor, gram: tf.Tensor, f: int, m: int,
+                        count: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+  scores = krum_scores(ops.squared_distances_from_gram(gram), f)
+  kept = ops.indices_of_smallest(scores, m)
   # Summing the kept rows (rather than a masked matmul) keeps a dropped NaN row out of the sum;
   # row by row, so that XLA reads them in place in one pass instead of gathering a copy.
-  return ops.sum_of_rows(ops.rows_at(gradients, kept)) / count
+  aggregated = ops.sum_of_rows(ops.rows_at(gradients, kept)) / count
+  return aggregated, ops.selection_mask(kept, gradients.shape[0], gradients.dtype)
