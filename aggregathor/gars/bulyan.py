@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 
@@ -46,9 +48,8 @@ class Bulyan(gars.Rule):
     n = gradients.shape[0]
     dtype = gradients.dtype
     theta = n - 2 * f
-    # One Gram product for all selections; a removed gradient's column is masked out.
-    distances = ops.pairwise_squared_distances(gradients)
-    picks = _krum_picks(distances, f, theta)
+    # One Gram product (oneDNN) for all selections, the distances taken from it inside the picks' XLA computation.
+    picks = _krum_picks_from_gram(tf.matmul(gradients, gradients, transpose_b=True), f, theta)
     beta = theta - 2 * f
     aggregated = _mean_around_median(gradients, picks, beta, tf.constant(beta, dtype))
     return aggregated, ops.selection_mask(picks, n, dtype)
@@ -66,7 +67,7 @@ def krum_picks(distances: tf.Tensor, f: int, theta: int) -> tf.Tensor:
   the (n, n-1) sorted distances, O(n^2 log n + theta n^2) in all, where
   re-selecting the k smallest of each row at every pick costs a top-k per pick.
   The scores are summed afresh at each pick, never updated by subtraction,
-  so that a tie is a tie. `_krum_picks` runs it as one XLA computation.
+  so that a tie is a tie. Bulyan runs it as one XLA computation.
   """
   n, dtype = distances.shape[0], distances.dtype
   inf = tf.constant(np.inf, dtype)
@@ -130,7 +131,9 @@ def krum_picks(distances: tf.Tensor, f: int, theta: int) -> tf.Tensor:
   return tf.while_loop(lambda step, *_: step < theta, pick_one, state)[-1]
 
 
-_krum_picks = tf.function(krum_picks, jit_compile=True, autograph=False)
+@functools.partial(tf.function, jit_compile=True, autograph=False)
+def _krum_picks_from_gram(gram: tf.Tensor, f: int, theta: int) -> tf.Tensor:
+  return krum_picks(ops.squared_distances_from_gram(gram), f, theta)
 
 
 @ops.fused(max_rows=ops.SORTING_NETWORK_MAX_ROWS)
