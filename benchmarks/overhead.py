@@ -13,7 +13,11 @@ devices, about 1 s here whatever the strategy; timing whole calls would
 measure that rather than the aggregation. Rounds are interleaved across the
 configurations so that a slow moment of the machine hits all of them; the
 median over the rounds is reported, with the spread.
-Targets: overhead <= 10% for multi-krum and <= 25% for bulyan.
+Targets: overhead <= 10% for multi-krum and <= 25% for bulyan, judged on the
+median step time, over every timed step of every round: on a shared 2-core
+machine a round's rate can move by 2x with its neighbours' load (seen:
+83-167 steps/s for one configuration), which a burst of slow steps makes, and
+the median step is robust to; both overheads are printed.
 
   python benchmarks/overhead.py                 # n=8, per-worker batch 256
   python benchmarks/overhead.py --batch-size 32 --rounds 3 --steps 30
@@ -66,13 +70,17 @@ def main(argv=None) -> dict[str, float]:
   dataset = dataset.repeat().prefetch(tf.data.AUTOTUNE)
 
   class SteadyStateTimer(keras.callbacks.Callback):
-    """Steps/s from the end of the warm-up steps to the end of the fit."""
+    """Steps/s from the end of the warm-up steps to the end of the fit, and each step's duration."""
+
+    first: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
       del logs
       now = time.perf_counter()
       if batch == flags.warmup_steps - 1 or (flags.warmup_steps == 0 and batch == 0):
-        self.started, self.first = now, batch
+        self.started, self.first, self.durations = now, batch, []
+      elif self.first is not None:
+        self.durations.append(now - self.ended)
       self.ended, self.last = now, batch
 
     def rate(self) -> float:
@@ -96,6 +104,7 @@ def main(argv=None) -> dict[str, float]:
     model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)  # trace and warm up
     models[name] = model
   rates: dict[str, list[float]] = {name: [] for name in configs}
+  durations: dict[str, list[float]] = {name: [] for name in configs}
   # One more step than timed: the timer starts at the end of a step.
   steps = flags.warmup_steps + flags.steps + (1 if flags.warmup_steps == 0 else 0)
   for _ in range(flags.rounds):
@@ -103,19 +112,27 @@ def main(argv=None) -> dict[str, float]:
       timer = SteadyStateTimer()
       model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[timer])
       rates[name].append(timer.rate())
+      durations[name].extend(timer.durations)
   medians = {name: statistics.median(values) for name, values in rates.items()}
+  steps_ms = {name: statistics.median(values) * 1e3 for name, values in durations.items()}
   baseline = max(medians[name] for name in BASELINES)
+  baseline_step = min(steps_ms[name] for name in BASELINES)
   print(f"n={n} workers, f={f}, per-worker batch {flags.batch_size}, MLP 784-100-10; steady-state steps/s, "
-        f"median of {flags.rounds} rounds of {flags.steps} steps (after {flags.warmup_steps} untimed)")
-  print(f"overhead against the faster baseline ({baseline:.2f} steps/s)")
-  print(f"{'strategy':<12} {'steps/s':>8} {'min-max':>13} {'ratio':>6} {'overhead':>9}  target")
+        f"median of {flags.rounds} rounds of {flags.steps} steps (after {flags.warmup_steps} untimed), and the "
+        "median step over all of them")
+  print(f"overhead against the faster baseline ({baseline:.2f} steps/s, median step {baseline_step:.3f} ms); "
+        "the target is judged on the median step")
+  print(f"{'strategy':<12} {'steps/s':>8} {'min-max':>13} {'ratio':>6} {'overhead':>9} {'step ms':>8} "
+        f"{'overhead':>9}  target")
   for name in configs:
     rate = medians[name]
     overhead = baseline / rate - 1
+    step_overhead = steps_ms[name] / baseline_step - 1
     target = TARGETS.get(name)
-    verdict = "" if target is None else f"<= {target:.0%} {'PASS' if overhead <= target else 'MISS'}"
+    verdict = "" if target is None else f"<= {target:.0%} {'PASS' if step_overhead <= target else 'MISS'}"
     spread = f"{min(rates[name]):.1f}-{max(rates[name]):.1f}"
-    print(f"{name:<12} {rate:8.2f} {spread:>13} {rate / baseline:6.2f} {overhead:9.1%}  {verdict}")
+    print(f"{name:<12} {rate:8.2f} {spread:>13} {rate / baseline:6.2f} {overhead:9.1%} {steps_ms[name]:8.3f} "
+          f"{step_overhead:9.1%}  {verdict}")
   return medians
 
 
