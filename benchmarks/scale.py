@@ -203,12 +203,17 @@ def peak_over_input(rule_name: str, n: int, d: int, seed: int) -> tuple[float, f
   follows, which compiles again, shows the rule's own data.
   """
   tf.random.set_seed(seed)
-  rule = gars.get(rule_name)
-  function = tf.function(lambda g: rule.aggregate(g, timing.byzantine_count(n)))
+  f = timing.byzantine_count(n)
+  # A fresh instance for each length: a stateful rule (centered-clipping's center) keeps its first d.
+
+  def function(rule: gars.Rule) -> Callable[[tf.Tensor], tf.Tensor]:
+    return tf.function(lambda g: rule.aggregate(g, f))
+
   small = tf.random.normal((n, max(1024, -(-COMPILE_WARMUP_VALUES // n))))
-  compile_bytes = peak_above(lambda: timing._timed(lambda: function(small)))
+  compile_bytes = peak_above(lambda: timing._timed(lambda: function(gars.get(rule_name))(small)))
   gradients = tf.random.normal((n, d))
-  peak = peak_above(lambda: timing._timed(lambda: function(gradients)))
+  aggregate = function(gars.get(rule_name))
+  peak = peak_above(lambda: timing._timed(lambda: aggregate(gradients)))
   return (n * d * 4 + max(peak, 0)) / (n * d * 4), max(compile_bytes, 0) / 1e6
 
 

@@ -87,7 +87,7 @@ class CenteredClipping(gars.Rule):
     # Below this norm, tau / norm is a normal number (CPUs flush subnormals to zero).
     plain_limit = tf.constant(np.sqrt(np.finfo(dtype.as_numpy_dtype).max), dtype)
 
-    def body(step, center):
+    def body(center: tf.Tensor) -> tf.Tensor:
       differences = points - center[None]
       norms = ops.row_norms(differences)  # +inf where the difference itself overflowed
 
@@ -104,9 +104,11 @@ class CenteredClipping(gars.Rule):
         return tf.reduce_sum(tf.math.multiply_no_nan(units, lengths[:, None]), axis=0)
 
       total = tf.cond(tf.reduce_all(norms < plain_limit), plain, huge)
-      return step + 1, center + total / n
+      return center + total / n
 
-    _, center = tf.while_loop(lambda step, center: step < iterations, body,
-                              (tf.constant(0), variable.read_value()))
+    # Unrolled, the count being fixed: no loop for TensorFlow's executor to test at each iteration.
+    center = variable.read_value()
+    for _ in range(iterations):
+      center = body(center)
     variable.assign(center)
     return center
