@@ -288,7 +288,8 @@ def sum_of_closest_rows(sorted_list: Sequence[tf.Tensor], center: tf.Tensor, k: 
     raise ValueError(f"expected 1 <= k <= n values to average, got k={k}, n={n}")
   if k == n:
     return sum_of_rows(sorted_list)
-  start = sum_of_rows([tf.cast(center - sorted_list[i] > sorted_list[i + k] - center, tf.int32)
+  # Counted in the values' dtype (exact: at most n-k), not int32, whose elementwise ops a GPU runs on the host.
+  start = sum_of_rows([tf.cast(center - sorted_list[i] > sorted_list[i + k] - center, sorted_list[0].dtype)
                        for i in range(n - k)])
   zero = tf.zeros_like(sorted_list[0])
   # Rows n-k to k-1 are in every window: no mask (the same sum, with fewer ops per coordinate).
