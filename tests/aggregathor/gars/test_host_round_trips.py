@@ -21,7 +21,7 @@ import pytest
 import tensorflow as tf
 
 from aggregathor import gars, ops
-from tests.aggregathor.gars.test_properties import CHAINS, F, RULES, make, smallest_n
+from tests.aggregathor.gars.test_properties import CHAINS, F, RULES, make, make_deterministic, smallest_n
 
 # The rules that do decide on the host, why, and the findings each may show: every finding must match one of
 # them, so that a new round trip in a listed rule still fails. `ops.row_norms` tests whether a squared norm
@@ -72,6 +72,18 @@ def _node_name(source: str) -> str:
   return source.lstrip("^").split(":")[0]
 
 
+def _data_inputs(node: Any) -> list[str]:
+  """The names of the nodes whose outputs `node` takes (control inputs left out)."""
+  return [_node_name(source) for source in node.input if not source.startswith("^")]
+
+
+def _through_identities(node: Any, nodes: dict[str, Any]) -> Any:
+  """The first node at or above `node` that is not an Identity (None if it leaves `nodes`)."""
+  while node is not None and node.op == "Identity":
+    node = nodes.get(_node_name(node.input[0]))
+  return node
+
+
 class _Audit:
   """Walks a traced graph and its function library, collecting every host round trip it finds."""
 
@@ -87,14 +99,13 @@ class _Audit:
     def host_known(name: str) -> bool:
       if name not in known:
         node = by_name.get(name)  # None: a function argument, on the device
+        inputs = _data_inputs(node) if node is not None else []
         known[name] = node is not None and (node.op in HOST_SOURCES or (
-            node.op not in STATEFUL_OR_DEVICE and all(
-                host_known(_node_name(source)) for source in node.input if not source.startswith("^"))
-            and any(not source.startswith("^") for source in node.input)))
+            node.op not in STATEFUL_OR_DEVICE and bool(inputs) and all(host_known(source) for source in inputs)))
       return known[name]
 
     for node in nodes:
-      inputs = [source for source in node.input if not source.startswith("^")]
+      inputs = _data_inputs(node)
       if node.op in BRANCHES | LOOPS:
         self.found.append(f"{where}: {node.op} {node.name} outside XLA")
       if node.op in PYTHON | DATA_SIZED:
@@ -102,20 +113,21 @@ class _Audit:
       if node.device:
         self.found.append(f"{where}: {node.op} {node.name} pinned to {node.device}")
       if (node.op in INT32_ON_HOST and node.attr["T"].type == tf.int32.as_datatype_enum
-          and not all(host_known(_node_name(source)) for source in inputs)):
+          and not all(host_known(source) for source in inputs)):
         self.found.append(f"{where}: {node.op} {node.name} on int32 values computed on the device")
       for position in HOST_MEMORY_INPUTS.get(node.op, ()):
         position = position % len(inputs) if inputs else 0
-        if position < len(inputs) and not host_known(_node_name(inputs[position])):
+        if position < len(inputs) and not host_known(inputs[position]):
           self.found.append(f"{where}: {node.op} {node.name} takes input {position} ({inputs[position]}) "
                             "in host memory, computed on the device")
       if node.op in CALLS:
         callee = self.functions[node.attr["f"].func.name]
         compiled = node.attr["_XlaMustCompile"].b or callee.attr["_XlaMustCompile"].b
         (self.compiled if compiled else self.plain)(callee.node_def, callee.signature.name)
-      for key in ("then_branch", "else_branch", "cond", "body"):
-        if key in node.attr and node.op in BRANCHES | LOOPS:
-          self.plain(self.functions[node.attr[key].func.name].node_def, node.attr[key].func.name)
+      if node.op in BRANCHES | LOOPS:
+        for key in ("then_branch", "else_branch", "cond", "body"):
+          if key in node.attr:
+            self.plain(self.functions[node.attr[key].func.name].node_def, node.attr[key].func.name)
 
   def compiled(self, nodes: Any, where: str) -> None:
     """Nodes of a function that XLA compiles."""
@@ -141,20 +153,17 @@ class _Audit:
     tests = [node for node in cond.node_def if node.op not in {"Const", "Identity", "NoOp"}]
     if len(tests) != 1 or tests[0].op != "Less":
       return False
-    counter, bound = (_node_name(source) for source in tests[0].input[:2])
+    counter, bound = _data_inputs(tests[0])[:2]
     arguments = [arg.name for arg in cond.signature.input_arg]
     if counter not in arguments or cond_nodes.get(bound, None) is None or cond_nodes[bound].op != "Const":
       return False
     index = arguments.index(counter)
-    start = around.get(_node_name(loop.input[index]))
-    while start is not None and start.op == "Identity":
-      start = around.get(_node_name(start.input[0]))
+    start = _through_identities(around.get(_node_name(loop.input[index])), around)
     if start is None or start.op != "Const":
       return False
     body_nodes = {node.name: node for node in body.node_def}
-    result = body_nodes.get(_node_name(body.ret[body.signature.output_arg[index].name]))
-    while result is not None and result.op == "Identity":
-      result = body_nodes.get(_node_name(result.input[0]))
+    result = _through_identities(body_nodes.get(_node_name(body.ret[body.signature.output_arg[index].name])),
+                                 body_nodes)
     if result is None or result.op not in {"AddV2", "Add"}:
       return False
     operands = [body_nodes.get(_node_name(source)) for source in result.input[:2]]
@@ -167,9 +176,7 @@ def round_trips(name: str, d: int, n: int | None = None) -> list[str]:
   """The host round trips of rule `name` on (n, d) float32 gradients; n defaults to one above the smallest the
   rule accepts."""
   n = smallest_n(name, F) + 1 if n is None else n
-  rule, kwargs = make(name)
-  if name.startswith("bucketing"):
-    kwargs = {**kwargs, "seed": 0}
+  rule, kwargs = make_deterministic(name)
   traced = tf.function(lambda g: rule.aggregate(g, F, **kwargs)).get_concrete_function(
       tf.TensorSpec((n, d), tf.float32))
   graph_def = traced.graph.as_graph_def()

@@ -46,6 +46,12 @@ def make(name: str) -> tuple[gars.Rule, dict[str, Any]]:
   return gars.get(name), CHAIN_ARGS.get(name, {})
 
 
+def make_deterministic(name: str) -> tuple[gars.Rule, dict[str, Any]]:
+  """`make`, with bucketing's permutation seeded: the same with and without XLA, and in every trace."""
+  rule, kwargs = make(name)
+  return rule, {**kwargs, "seed": 0} if name.startswith("bucketing") else kwargs
+
+
 def aggregate(name: str, gradients: Any, f: int) -> np.ndarray:
   rule, kwargs = make(name)
   return rule.aggregate(gradients, f, **kwargs).numpy()
@@ -168,9 +174,7 @@ def test_compiles_in_tf_function(name, jit_compile):
     pytest.xfail(NO_XLA[name])
   n = smallest_n(name, F) + 1
   x = tf.constant(np.random.default_rng(5).normal(size=(n, D)), tf.float32)
-  rule, kwargs = make(name)
-  if name.startswith("bucketing"):
-    kwargs = {"seed": 0}  # the same permutation with and without XLA
+  rule, kwargs = make_deterministic(name)
   compiled = tf.function(lambda g: rule.aggregate(g, F, **kwargs), jit_compile=jit_compile)
   out = compiled(x).numpy()
   eager_rule, _ = make(name)
